@@ -1,0 +1,1 @@
+"""EMV cryptography: spec-named functions, bytes in and bytes out (EMV Book 2)."""
