@@ -1,0 +1,272 @@
+"""BER-TLV as EMV uses it (EMV 4.4 Book 3, Annex B).
+
+A data object is a tag, a length and a value (Annex B1-B3):
+
+* the tag is one or more bytes; when the low five bits of the first byte are all
+  set, further bytes follow for as long as their bit 8 is set (B1);
+* bit 6 of the first tag byte marks a *constructed* object whose value is itself
+  a sequence of data objects (a template), otherwise it is *primitive*;
+* the length is one byte below 0x80, else 0x81..0x84 followed by one to four
+  length bytes (B2);
+* '00' bytes may stand before, between and after objects as padding (B1), and
+  so may 'FF' (ISO/IEC 7816-4 §5.2.2.1 treats both as non-tags).
+
+Tags are plain ints (``0x9F02``). Objects are immutable :class:`Tlv` values;
+a sequence of them keeps duplicates in their original order.
+
+Decoding is strict by default: every malformed input raises one
+:class:`TlvError` naming the offset and the problem. ``strict=False`` is the
+lenient mode for real-world cards: a length that runs past the end of its
+enclosing data is clipped to what is there, and bytes that do not form an
+object (at the end of the input or of a template) are dropped; it never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Tlv",
+    "TlvError",
+    "decode",
+    "encode",
+    "encode_length",
+    "find",
+    "find_all",
+    "index",
+    "is_constructed",
+    "parse_tag",
+    "tag_bytes",
+    "tag_hex",
+]
+
+MAX_TAG_BYTES = 4
+MAX_LENGTH_BYTES = 4
+_PADDING = (0x00, 0xFF)
+
+
+class TlvError(ValueError):
+    """Malformed BER-TLV: says where (byte offset in the outermost input) and what."""
+
+    def __init__(self, offset: int, problem: str) -> None:
+        super().__init__(f"TLV error at offset {offset}: {problem}")
+        self.offset = offset
+        self.problem = problem
+
+
+def tag_bytes(tag: int) -> bytes:
+    """The tag's encoding: its int value as big-endian bytes (Annex B1)."""
+    if tag <= 0:
+        raise ValueError(f"tag must be a positive int, got {tag}")
+    return tag.to_bytes((tag.bit_length() + 7) // 8, "big")
+
+
+def tag_hex(tag: int) -> str:
+    """The tag as EMV documents write it, e.g. ``9F02``."""
+    return tag_bytes(tag).hex().upper()
+
+
+def parse_tag(text: str) -> int:
+    """A tag written in hex (``"9F02"``, ``"9f 02"``) as an int, checked to be well formed."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"tag {text!r} is not hex") from None
+    if not raw:
+        raise ValueError("tag is empty")
+    tag, end = _read_tag(raw, 0, len(raw))
+    if end != len(raw):
+        raise ValueError(f"tag {text!r} has {len(raw) - end} byte(s) after the tag ends")
+    return tag
+
+
+def _check_tag(tag: int) -> None:
+    """Reject ints that are not a well-formed tag (e.g. a first byte 00 or FF)."""
+    raw = tag_bytes(tag)
+    try:
+        _, end = _read_tag(raw, 0, len(raw))
+    except TlvError as err:
+        raise ValueError(f"{tag_hex(tag)} is not a valid tag: {err.problem}") from None
+    if end != len(raw):
+        raise ValueError(f"{tag_hex(tag)} is not a valid tag: it ends after {end} byte(s)")
+
+
+def is_constructed(tag: int) -> bool:
+    """Bit 6 of the first tag byte: the value is itself TLV (Annex B1, Table 35)."""
+    return bool(tag_bytes(tag)[0] & 0x20)
+
+
+def encode_length(length: int) -> bytes:
+    """The shortest length field for ``length`` (Annex B2): 1 byte, or 0x8N + N bytes."""
+    if length < 0:
+        raise ValueError(f"length must not be negative, got {length}")
+    if length < 0x80:
+        return bytes((length,))
+    size = (length.bit_length() + 7) // 8
+    if size > MAX_LENGTH_BYTES:
+        raise ValueError(f"length {length} needs more than {MAX_LENGTH_BYTES} length bytes")
+    return bytes((0x80 | size,)) + length.to_bytes(size, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Tlv:
+    """One data object. ``children`` is None for primitive objects and the
+    parsed content for templates; ``value`` is always the raw value bytes. ``offset`` is where the tag started in the
+    decoded input (0 for objects built in code) and takes no part in equality.
+    """
+
+    tag: int
+    value: bytes
+    children: tuple[Tlv, ...] | None = None
+    offset: int = field(default=0, compare=False)
+
+    @classmethod
+    def primitive(cls, tag: int, value: bytes) -> Tlv:
+        _check_tag(tag)
+        if is_constructed(tag):
+            raise ValueError(f"tag {tag_hex(tag)} is constructed; use Tlv.template")
+        return cls(tag, bytes(value))
+
+    @classmethod
+    def template(cls, tag: int, *children: Tlv) -> Tlv:
+        _check_tag(tag)
+        if not is_constructed(tag):
+            raise ValueError(f"tag {tag_hex(tag)} is primitive; use Tlv.primitive")
+        return cls(tag, encode(children), tuple(children))
+
+    @property
+    def constructed(self) -> bool:
+        return is_constructed(self.tag)
+
+    def to_bytes(self) -> bytes:
+        """Tag, shortest length, value."""
+        return tag_bytes(self.tag) + encode_length(len(self.value)) + self.value
+
+    def walk(self) -> Iterator[tuple[int, Tlv]]:
+        """This object and everything inside it, depth first, with nesting depth."""
+        yield 0, self
+        for child in self.children or ():
+            for depth, obj in child.walk():
+                yield depth + 1, obj
+
+
+def encode(objects: Iterable[Tlv]) -> bytes:
+    """Concatenate the encodings of ``objects`` (no padding)."""
+    return b"".join(obj.to_bytes() for obj in objects)
+
+
+def decode(data: bytes | bytearray | memoryview, *, strict: bool = True) -> list[Tlv]:
+    """Parse a sequence of data objects, recursing into templates (Annex B).
+
+    Padding bytes '00' and 'FF' between objects are skipped. In strict mode any
+    malformation raises :class:`TlvError`; see the module docstring for what the
+    lenient mode (``strict=False``) tolerates.
+    """
+    return _decode(bytes(data), 0, len(data), strict, 0)
+
+
+def find(objects: Iterable[Tlv], tag: int) -> Tlv | None:
+    """The first object with ``tag``, searching depth first into templates."""
+    return next(find_all(objects, tag), None)
+
+
+def find_all(objects: Iterable[Tlv], tag: int) -> Iterator[Tlv]:
+    """Every object with ``tag`` in document order, searching into templates."""
+    for top in objects:
+        for _, obj in top.walk():
+            if obj.tag == tag:
+                yield obj
+
+
+def index(objects: Iterable[Tlv]) -> dict[int, bytes]:
+    """Primitive values by tag, descending into templates; the first occurrence wins."""
+    found: dict[int, bytes] = {}
+    for top in objects:
+        for _, obj in top.walk():
+            if obj.children is None:
+                found.setdefault(obj.tag, obj.value)
+    return found
+
+
+# --- decoding internals -------------------------------------------------------------------
+
+
+def _decode(data: bytes, start: int, end: int, strict: bool, depth: int) -> list[Tlv]:
+    objects: list[Tlv] = []
+    pos = start
+    while pos < end:
+        if data[pos] in _PADDING:
+            pos += 1
+            continue
+        try:
+            obj, pos = _decode_one(data, pos, end, strict, depth)
+        except TlvError:
+            if strict:
+                raise
+            break  # lenient: trailing bytes that are not an object are dropped
+        objects.append(obj)
+    return objects
+
+
+def _decode_one(data: bytes, pos: int, end: int, strict: bool, depth: int) -> tuple[Tlv, int]:
+    tag_start = pos
+    tag, pos = _read_tag(data, pos, end)
+    length, pos = _read_length(data, pos, end, tag)
+    if pos + length > end:
+        if strict:
+            raise TlvError(
+                tag_start,
+                f"tag {tag_hex(tag)} declares length {length} but only {end - pos} byte(s) remain",
+            )
+        length = end - pos
+    value_end = pos + length
+    value = data[pos:value_end]
+    children: tuple[Tlv, ...] | None = None
+    if data[tag_start] & 0x20:
+        if depth >= 32:
+            raise TlvError(tag_start, "templates nested more than 32 deep")
+        try:
+            children = tuple(_decode(data, pos, value_end, strict, depth + 1))
+        except TlvError as err:
+            raise TlvError(err.offset, f"{err.problem} (in template {tag_hex(tag)})") from None
+    return Tlv(tag, value, children, tag_start), value_end
+
+
+def _read_tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    start = pos
+    first = data[pos]
+    if first in _PADDING:
+        raise TlvError(pos, f"byte {first:02X} is padding, not a tag")
+    tag = first
+    pos += 1
+    if first & 0x1F == 0x1F:
+        while True:
+            if pos >= end:
+                raise TlvError(start, f"tag starting {first:02X} is cut off by the end of data")
+            byte = data[pos]
+            if pos == start + 1 and byte == 0x80:
+                raise TlvError(pos, "tag continuation byte 80 encodes a leading zero")
+            tag = (tag << 8) | byte
+            pos += 1
+            if not byte & 0x80:
+                break
+            if pos - start >= MAX_TAG_BYTES:
+                raise TlvError(start, f"tag is longer than {MAX_TAG_BYTES} bytes")
+    return tag, pos
+
+
+def _read_length(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    if pos >= end:
+        raise TlvError(pos, f"tag {tag_hex(tag)} has no length field")
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    size = first & 0x7F
+    if size == 0:
+        raise TlvError(pos, f"tag {tag_hex(tag)}: indefinite length (80) is not allowed in EMV")
+    if size > MAX_LENGTH_BYTES:
+        raise TlvError(pos, f"tag {tag_hex(tag)}: length field {first:02X} announces {size} bytes")
+    if pos + 1 + size > end:
+        raise TlvError(pos, f"tag {tag_hex(tag)}: length field is cut off by the end of data")
+    return int.from_bytes(data[pos + 1 : pos + 1 + size], "big"), pos + 1 + size
