@@ -11,7 +11,8 @@ A data object is a tag, a length and a value (Annex B1-B3):
 * '00' bytes may stand before, between and after objects as padding (B1), and
   so may 'FF' (ISO/IEC 7816-4 §5.2.2.1 treats both as non-tags).
 
-Tags are plain ints (``0x9F02``). Objects are immutable :class:`Tlv` values;
+Tags are plain ints (``0x9F02``). Objects are :class:`Tlv` values (treat them as
+immutable: they are shared between parses and traces);
 a sequence of them keeps duplicates in their original order.
 
 Decoding is strict by default: every malformed input raises one
@@ -43,6 +44,7 @@ __all__ = [
 
 MAX_TAG_BYTES = 4
 MAX_LENGTH_BYTES = 4
+MAX_DEPTH = 32
 _PADDING = (0x00, 0xFF)
 
 
@@ -109,11 +111,14 @@ def encode_length(length: int) -> bytes:
     return bytes((0x80 | size,)) + length.to_bytes(size, "big")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tlv:
-    """One data object. ``children`` is None for primitive objects and the
-    parsed content for templates; ``value`` is always the raw value bytes. ``offset`` is where the tag started in the
-    decoded input (0 for objects built in code) and takes no part in equality.
+    """One data object.
+
+    ``children`` is None for primitive objects and the parsed content for
+    templates; ``value`` is always the raw value bytes. ``offset`` is where the
+    tag started in the decoded input (0 for objects built in code) and takes no
+    part in equality.
     """
 
     tag: int
@@ -211,26 +216,32 @@ def _decode(data: bytes, start: int, end: int, strict: bool, depth: int) -> list
 
 def _decode_one(data: bytes, pos: int, end: int, strict: bool, depth: int) -> tuple[Tlv, int]:
     tag_start = pos
-    tag, pos = _read_tag(data, pos, end)
-    length, pos = _read_length(data, pos, end, tag)
-    if pos + length > end:
+    first = data[pos]
+    if first & 0x1F == 0x1F:
+        tag, pos = _read_tag(data, pos, end)
+    else:  # the common one-byte tag, inline
+        tag, pos = first, pos + 1
+    if pos < end and data[pos] < 0x80:  # the common one-byte length, inline
+        length, pos = data[pos], pos + 1
+    else:
+        length, pos = _read_length(data, pos, end, tag)
+    value_end = pos + length
+    if value_end > end:
         if strict:
             raise TlvError(
                 tag_start,
                 f"tag {tag_hex(tag)} declares length {length} but only {end - pos} byte(s) remain",
             )
-        length = end - pos
-    value_end = pos + length
-    value = data[pos:value_end]
+        value_end = end
     children: tuple[Tlv, ...] | None = None
-    if data[tag_start] & 0x20:
-        if depth >= 32:
-            raise TlvError(tag_start, "templates nested more than 32 deep")
+    if first & 0x20:
+        if depth >= MAX_DEPTH:
+            raise TlvError(tag_start, f"templates nested more than {MAX_DEPTH} deep")
         try:
             children = tuple(_decode(data, pos, value_end, strict, depth + 1))
         except TlvError as err:
             raise TlvError(err.offset, f"{err.problem} (in template {tag_hex(tag)})") from None
-    return Tlv(tag, value, children, tag_start), value_end
+    return Tlv(tag, data[pos:value_end], children, tag_start), value_end
 
 
 def _read_tag(data: bytes, pos: int, end: int) -> tuple[int, int]:

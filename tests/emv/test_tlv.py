@@ -65,7 +65,7 @@ def test_padding_between_objects_is_skipped() -> None:
 
 
 def test_duplicates_preserved_in_order() -> None:
-    data = bytes.fromhex("9F10020102" "9F10020304" "9F1001FF")
+    data = bytes.fromhex("9F100201029F100203049F1001FF")
     objects = tlv.decode(data)
     assert [o.value.hex() for o in objects] == ["0102", "0304", "ff"]
     assert [o.value.hex() for o in tlv.find_all(objects, 0x9F10)] == ["0102", "0304", "ff"]
@@ -119,7 +119,9 @@ def test_builders_check_the_constructed_bit() -> None:
         Tlv.primitive(0x70, b"")
     with pytest.raises(ValueError, match="primitive"):
         Tlv.template(0x5A)
-    template = Tlv.template(0x77, Tlv.primitive(0x9F27, b"\x80"), Tlv.primitive(0x9F36, b"\x00\x01"))
+    template = Tlv.template(
+        0x77, Tlv.primitive(0x9F27, b"\x80"), Tlv.primitive(0x9F36, b"\x00\x01")
+    )
     assert template.to_bytes().hex().upper() == "77099F2701809F36020001"
 
 
@@ -209,6 +211,8 @@ def test_100k_random_byte_strings_only_tlv_error_or_parse() -> None:
         if rng.random() < 0.5:
             data = rng.randbytes(size)
         else:  # biased towards TLV-looking bytes, to reach deeper paths
-            data = b"".join(rng.choice(tlvish) + rng.randbytes(rng.randrange(3)) for _ in range(size // 3))
+            data = b"".join(
+                rng.choice(tlvish) + rng.randbytes(rng.randrange(3)) for _ in range(size // 3)
+            )
         _decode_or_tlv_error(data)
         tlv.decode(data, strict=False)

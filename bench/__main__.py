@@ -1,0 +1,138 @@
+"""emvtap benchmarks (not tests): ``python -m bench [--json OUT] [--repeat N]``.
+
+Each figure is the median over ``--repeat`` runs of a timed batch, with the
+spread (min..max) beside it; comparisons are measured in the same process run.
+Today: BER-TLV decoding against pyemv's, trace rendering, and the cost of the
+symmetric crypto a host pays per authorisation. The performance issue extends
+this to taps, the token server and real links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from emv import tlv, trace
+from emv.crypto import ac, kd
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "scenarios" / "samples" / "visa_qvsdc_tap.jsonl"
+
+
+def measure(
+    name: str, unit: str, per_call: int, call: Callable[[], object], repeat: int
+) -> dict[str, object]:
+    """Median rate over ``repeat`` batches sized to take about 0.2 s each."""
+    batch = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(batch):
+            call()
+        if time.perf_counter() - start > 0.05:
+            break
+        batch *= 4
+    rates = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(batch):
+            call()
+        rates.append(batch * per_call / (time.perf_counter() - start))
+    return {
+        "name": name,
+        "unit": unit,
+        "median": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "runs": repeat,
+    }
+
+
+def benchmarks(repeat: int) -> list[dict[str, object]]:
+    recorded = trace.from_jsonl(SAMPLE.read_text(encoding="utf-8"))
+    # The response data of the sample tap: PPSE and application FCIs, GPO, a record.
+    bodies = [
+        e.data[:-2]
+        for e in recorded.events
+        if e.kind is trace.EventKind.RESPONSE and len(e.data) > 2
+    ]
+    objects = sum(len(_walk(tlv.decode(body))) for body in bodies)
+    imk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    icc_mk = kd.derive_icc_mk_a(imk, "4761739001010010", b"\x01")
+    data = bytes(range(37))
+    results = [
+        measure(
+            "TLV decode, emvtap",
+            "objects/s",
+            objects,
+            lambda: [tlv.decode(b) for b in bodies],
+            repeat,
+        ),
+    ]
+    try:
+        from pyemv import tlv as pyemv_tlv  # noqa: PLC0415  (optional peer)
+    except ImportError:
+        pass
+    else:
+        results.append(
+            measure(
+                "TLV decode, pyemv",
+                "objects/s",
+                objects,
+                lambda: [pyemv_tlv.decode(b) for b in bodies],
+                repeat,
+            )
+        )
+    results += [
+        measure(
+            "trace to text (sample tap)", "traces/s", 1, lambda: trace.to_text(recorded), repeat
+        ),
+        measure(
+            "trace to pcapng (sample tap)", "traces/s", 1, lambda: trace.to_pcapng(recorded), repeat
+        ),
+        measure(
+            "session key + ARQC (3DES, EMV CSK)",
+            "cryptograms/s",
+            1,
+            lambda: ac.generate_ac(kd.derive_common_sk(icc_mk, b"\x00\x11" + bytes(6)), data),
+            repeat,
+        ),
+    ]
+    return results
+
+
+def _walk(objects: list[tlv.Tlv]) -> list[tlv.Tlv]:
+    return [obj for top in objects for _, obj in top.walk()]
+
+
+def table(results: list[dict[str, object]]) -> str:
+    lines = [f"{'benchmark':<38} {'median':>14}  {'spread (min..max)':<24} unit"]
+    for r in results:
+        spread = f"{r['min']:,.0f}..{r['max']:,.0f}"
+        lines.append(f"{r['name']!s:<38} {r['median']:>14,.0f}  {spread:<24} {r['unit']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7, help="batches per figure (default 7)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    args = parser.parse_args()
+    results = benchmarks(args.repeat)
+    machine = (
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores, {platform.machine()}"
+    )
+    print(f"machine: {machine}")
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
