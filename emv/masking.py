@@ -31,20 +31,25 @@ def _shown(length: int) -> tuple[int, int]:
     return head, tail
 
 
-def mask_pan(pan: str, hidden: str = _HIDDEN_CHAR) -> str:
+def mask_pan(pan: str) -> str:
     """``"4761739001010010"`` -> ``"476173******0010"``."""
     head, tail = _shown(len(pan))
-    return pan[:head] + hidden * (len(pan) - head - tail) + pan[len(pan) - tail :]
+    return pan[:head] + _HIDDEN_CHAR * (len(pan) - head - tail) + pan[len(pan) - tail :]
 
 
-def _mask_bcd(value: bytes, stop: str) -> bytes:
-    """Mask the PAN digits at the start of a BCD value, up to the first ``stop`` nibble."""
+def _mask_bcd(value: bytes, separator: str | None) -> bytes:
+    """Mask the PAN digits at the start of a BCD value.
+
+    The PAN ends at ``separator`` (the ``D`` of track 2) or, without one, where
+    the trailing ``F`` padding of a cn value starts. Masking twice changes nothing.
+    """
     digits = value.hex().upper()
-    end = digits.find(stop)
+    end = digits.find(separator) if separator else len(digits.rstrip("F"))
     if end < 0:
         end = len(digits)
-    masked = mask_pan(digits[:end], _HIDDEN_NIBBLE) + digits[end:]
-    return bytes.fromhex(masked)
+    head, tail = _shown(end)
+    masked = digits[:head] + _HIDDEN_NIBBLE * (end - head - tail) + digits[end - tail : end]
+    return bytes.fromhex(masked + digits[end:])
 
 
 def _mask_track1(value: bytes) -> bytes:
@@ -59,7 +64,7 @@ def _mask_track1(value: bytes) -> bytes:
 def mask_value(tag: int, value: bytes) -> bytes:
     """``value`` with its PAN digits hidden when ``tag`` carries a PAN, else unchanged."""
     if tag == 0x5A:
-        return _mask_bcd(value, "F")
+        return _mask_bcd(value, None)
     if tag in (0x57, 0x9F6B):
         return _mask_bcd(value, "D")
     if tag == 0x56:

@@ -38,6 +38,7 @@ __all__ = [
     "index",
     "is_constructed",
     "parse_tag",
+    "read_tag",
     "tag_bytes",
     "tag_hex",
 ]
@@ -92,6 +93,16 @@ def _check_tag(tag: int) -> None:
         raise ValueError(f"{tag_hex(tag)} is not a valid tag: {err.problem}") from None
     if end != len(raw):
         raise ValueError(f"{tag_hex(tag)} is not a valid tag: it ends after {end} byte(s)")
+
+
+def read_tag(data: bytes, pos: int = 0) -> tuple[int, int]:
+    """The tag that starts at ``pos`` in ``data`` and the offset just after it (Annex B1).
+
+    Raises :class:`TlvError` naming the offset when no well-formed tag starts there.
+    """
+    if pos >= len(data):
+        raise TlvError(pos, "expected a tag, found the end of data")
+    return _read_tag(data, pos, len(data))
 
 
 def is_constructed(tag: int) -> bool:

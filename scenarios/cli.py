@@ -101,7 +101,7 @@ def _tlv_decode(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tags.to_json(objects, mask=mask), indent=2))
     else:
-        print(tags.render(objects, mask=mask), end="")
+        print(tags.render(objects, mask=mask).rstrip("\n"))
     return 0
 
 

@@ -68,5 +68,23 @@ def test_mask_tlv_handles_long_length_forms_and_garbage() -> None:
 
 
 @given(st.binary(max_size=80))
-def test_mask_tlv_never_raises_and_keeps_length(data: bytes) -> None:
-    assert len(mask_tlv(data)) == len(data)
+def test_mask_tlv_never_raises_keeps_length_and_is_idempotent(data: bytes) -> None:
+    masked = mask_tlv(data)
+    assert len(masked) == len(data)
+    assert mask_tlv(masked) == masked
+
+
+@given(
+    st.sampled_from([0x5A, 0x57, 0x9F6B, 0x56]),
+    st.text(alphabet="0123456789", min_size=12, max_size=19),
+)
+def test_masking_twice_changes_nothing(tag: int, pan: str) -> None:
+    if tag == 0x56:
+        value = f"B{pan}^TEST/CARD^2912".encode()
+    else:
+        suffix = "D2912201" if tag != 0x5A else ""
+        digits = pan + suffix
+        value = bytes.fromhex(digits + "F" * (len(digits) % 2))
+    once = mask_value(tag, value)
+    assert mask_value(tag, once) == once
+    assert pan not in once.hex() and pan.encode() not in once
