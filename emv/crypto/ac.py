@@ -21,7 +21,8 @@ The per-CVN composition is as used by the public tooling the vectors come from
 zero padding).
 """
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from emv.crypto import des, mac
 from emv.crypto._checks import require_length
@@ -47,51 +48,47 @@ def generate_ac(sk: bytes, data: bytes, padding: Padding = "emv") -> bytes:
     raise ValueError(f'padding must be "emv" or "visa", got {padding!r}')
 
 
-def _table26_data(
-    *,
-    amount_authorised: bytes,
-    amount_other: bytes,
-    terminal_country_code: bytes,
-    tvr: bytes,
-    transaction_currency_code: bytes,
-    transaction_date: bytes,
-    transaction_type: bytes,
-    unpredictable_number: bytes,
-    aip: bytes,
-    atc: bytes,
-) -> bytes:
-    """The ten data elements of Book 2 Table 26, each checked for its length."""
-    elements = (
-        ("amount_authorised", amount_authorised, 6),
-        ("amount_other", amount_other, 6),
-        ("terminal_country_code", terminal_country_code, 2),
-        ("tvr", tvr, 5),
-        ("transaction_currency_code", transaction_currency_code, 2),
-        ("transaction_date", transaction_date, 3),
-        ("transaction_type", transaction_type, 1),
-        ("unpredictable_number", unpredictable_number, 4),
-        ("aip", aip, 2),
-        ("atc", atc, 2),
-    )
-    for name, value, length in elements:
-        require_length(name, value, length)
-    return b"".join(value for _, value, _ in elements)
+@dataclass(frozen=True, kw_only=True)
+class CryptogramData:
+    """The ten data elements of Book 2 §8.1.1 Table 26, each checked for its length.
+
+    The terminal supplies the first eight through CDOL1; AIP and ATC come from
+    the card. :meth:`to_bytes` concatenates them in Table 26 order.
+    """
+
+    amount_authorised: bytes  # 9F02, 6
+    amount_other: bytes  # 9F03, 6
+    terminal_country_code: bytes  # 9F1A, 2
+    tvr: bytes  # 95, 5
+    transaction_currency_code: bytes  # 5F2A, 2
+    transaction_date: bytes  # 9A, 3
+    transaction_type: bytes  # 9C, 1
+    unpredictable_number: bytes  # 9F37, 4
+    aip: bytes  # 82, 2
+    atc: bytes  # 9F36, 2
+
+    FIELD_LENGTHS: ClassVar[dict[str, int]] = {
+        "amount_authorised": 6,
+        "amount_other": 6,
+        "terminal_country_code": 2,
+        "tvr": 5,
+        "transaction_currency_code": 2,
+        "transaction_date": 3,
+        "transaction_type": 1,
+        "unpredictable_number": 4,
+        "aip": 2,
+        "atc": 2,
+    }
+
+    def __post_init__(self) -> None:
+        for name, length in self.FIELD_LENGTHS.items():
+            require_length(name, getattr(self, name), length)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(getattr(self, name) for name in self.FIELD_LENGTHS)
 
 
-def visa_cvn10_input(
-    *,
-    amount_authorised: bytes,
-    amount_other: bytes,
-    terminal_country_code: bytes,
-    tvr: bytes,
-    transaction_currency_code: bytes,
-    transaction_date: bytes,
-    transaction_type: bytes,
-    unpredictable_number: bytes,
-    aip: bytes,
-    atc: bytes,
-    cvr: bytes,
-) -> bytes:
+def visa_cvn10_input(data: CryptogramData, cvr: bytes) -> bytes:
     """Visa CVN 10 cryptogram input: the Table 26 elements, then the 4-byte CVR.
 
     ``cvr`` is bytes 4-7 of the Issuer Application Data (9F10) in the Visa
@@ -99,37 +96,10 @@ def visa_cvn10_input(
     ICC master key directly and zero padding (``generate_ac(..., "visa")``).
     """
     require_length("cvr", cvr, 4)
-    return (
-        _table26_data(
-            amount_authorised=amount_authorised,
-            amount_other=amount_other,
-            terminal_country_code=terminal_country_code,
-            tvr=tvr,
-            transaction_currency_code=transaction_currency_code,
-            transaction_date=transaction_date,
-            transaction_type=transaction_type,
-            unpredictable_number=unpredictable_number,
-            aip=aip,
-            atc=atc,
-        )
-        + cvr
-    )
+    return data.to_bytes() + cvr
 
 
-def visa_cvn18_input(
-    *,
-    amount_authorised: bytes,
-    amount_other: bytes,
-    terminal_country_code: bytes,
-    tvr: bytes,
-    transaction_currency_code: bytes,
-    transaction_date: bytes,
-    transaction_type: bytes,
-    unpredictable_number: bytes,
-    aip: bytes,
-    atc: bytes,
-    iad: bytes,
-) -> bytes:
+def visa_cvn18_input(data: CryptogramData, iad: bytes) -> bytes:
     """Visa CVN 18 (and CVN 22) cryptogram input: the Table 26 elements, then the IAD.
 
     ``iad`` is the whole Issuer Application Data (9F10, up to 32 bytes) as the
@@ -138,41 +108,14 @@ def visa_cvn18_input(
     """
     if not 1 <= len(iad) <= 32:
         raise ValueError(f"iad must be 1 to 32 bytes long, got {len(iad)}")
-    return (
-        _table26_data(
-            amount_authorised=amount_authorised,
-            amount_other=amount_other,
-            terminal_country_code=terminal_country_code,
-            tvr=tvr,
-            transaction_currency_code=transaction_currency_code,
-            transaction_date=transaction_date,
-            transaction_type=transaction_type,
-            unpredictable_number=unpredictable_number,
-            aip=aip,
-            atc=atc,
-        )
-        + iad
-    )
+    return data.to_bytes() + iad
 
 
 visa_cvn22_input = visa_cvn18_input
 """Visa CVN 22 takes the same input as CVN 18 (Table 26 elements || IAD)."""
 
 
-def mastercard_cvn16_input(
-    *,
-    amount_authorised: bytes,
-    amount_other: bytes,
-    terminal_country_code: bytes,
-    tvr: bytes,
-    transaction_currency_code: bytes,
-    transaction_date: bytes,
-    transaction_type: bytes,
-    unpredictable_number: bytes,
-    aip: bytes,
-    atc: bytes,
-    cvr: bytes,
-) -> bytes:
+def mastercard_cvn16_input(data: CryptogramData, cvr: bytes) -> bytes:
     """Mastercard CVN 16 (and CVN 20) input: the Table 26 elements, then the 6-byte CVR.
 
     ``cvr`` is the Card Verification Results from the M/Chip IAD (9F10 bytes
@@ -180,42 +123,14 @@ def mastercard_cvn16_input(
     CVN 20 the common session key; both use EMV padding.
     """
     require_length("cvr", cvr, 6)
-    return (
-        _table26_data(
-            amount_authorised=amount_authorised,
-            amount_other=amount_other,
-            terminal_country_code=terminal_country_code,
-            tvr=tvr,
-            transaction_currency_code=transaction_currency_code,
-            transaction_date=transaction_date,
-            transaction_type=transaction_type,
-            unpredictable_number=unpredictable_number,
-            aip=aip,
-            atc=atc,
-        )
-        + cvr
-    )
+    return data.to_bytes() + cvr
 
 
 mastercard_cvn20_input = mastercard_cvn16_input
 """Mastercard CVN 20 takes the same input as CVN 16; only the session key differs."""
 
 
-def mastercard_cvn17_input(
-    *,
-    amount_authorised: bytes,
-    amount_other: bytes,
-    terminal_country_code: bytes,
-    tvr: bytes,
-    transaction_currency_code: bytes,
-    transaction_date: bytes,
-    transaction_type: bytes,
-    unpredictable_number: bytes,
-    aip: bytes,
-    atc: bytes,
-    cvr: bytes,
-    counters: bytes,
-) -> bytes:
+def mastercard_cvn17_input(data: CryptogramData, cvr: bytes, counters: bytes) -> bytes:
     """Mastercard CVN 17 (and CVN 21) input: as CVN 16, then the counters.
 
     ``counters`` are the clear counters from the IAD: 8 bytes in M/Chip 4
@@ -223,22 +138,7 @@ def mastercard_cvn17_input(
     M/Chip Advance.
     """
     require_length("counters", counters, 8, 16)
-    return (
-        mastercard_cvn16_input(
-            amount_authorised=amount_authorised,
-            amount_other=amount_other,
-            terminal_country_code=terminal_country_code,
-            tvr=tvr,
-            transaction_currency_code=transaction_currency_code,
-            transaction_date=transaction_date,
-            transaction_type=transaction_type,
-            unpredictable_number=unpredictable_number,
-            aip=aip,
-            atc=atc,
-            cvr=cvr,
-        )
-        + counters
-    )
+    return mastercard_cvn16_input(data, cvr) + counters
 
 
 mastercard_cvn21_input = mastercard_cvn17_input

@@ -87,7 +87,10 @@ def test_visa_cvn10_agrees_with_pyemv(
     oracle = pyemv_cvn.VisaCVN10(**_issuer(pan, psn))
     expected = oracle.generate_ac(**_as_pyemv(elements), cvr=cvr)
     mk = kd.derive_icc_mk_a(bytes(range(16)), pan, bytes.fromhex(f"{psn:02d}"))
-    assert ac.generate_ac(mk, ac.visa_cvn10_input(**elements, cvr=cvr), "visa") == expected
+    assert (
+        ac.generate_ac(mk, ac.visa_cvn10_input(ac.CryptogramData(**elements), cvr=cvr), "visa")
+        == expected
+    )
 
 
 @pytest.mark.parametrize("cvn", [18, 22])
@@ -101,7 +104,7 @@ def test_visa_cvn18_22_agree_with_pyemv(
     mk = kd.derive_icc_mk_b(bytes(range(16)), pan, bytes.fromhex(f"{psn:02d}"))
     sk = kd.derive_common_sk(mk, elements["atc"] + bytes(6))
     assemble: Callable[..., bytes] = {18: ac.visa_cvn18_input, 22: ac.visa_cvn22_input}[cvn]
-    assert ac.generate_ac(sk, assemble(**elements, iad=iad)) == expected
+    assert ac.generate_ac(sk, assemble(ac.CryptogramData(**elements), iad=iad)) == expected
 
 
 @pytest.mark.parametrize("cvn", [16, 17, 20, 21])
@@ -136,14 +139,17 @@ def test_mastercard_cvns_agree_with_pyemv(
         20: ac.mastercard_cvn20_input,
         21: ac.mastercard_cvn21_input,
     }[cvn]
-    assert ac.generate_ac(sk, assemble(**elements, cvr=cvr, **with_counters)) == expected
+    assert (
+        ac.generate_ac(sk, assemble(ac.CryptogramData(**elements), cvr=cvr, **with_counters))
+        == expected
+    )
 
 
 @given(elements=table26, cvr=_fixed(6))
 def test_inputs_start_with_table26_in_order(elements: dict[str, bytes], cvr: bytes) -> None:
-    data = ac.mastercard_cvn16_input(**elements, cvr=cvr)
+    data = ac.mastercard_cvn16_input(ac.CryptogramData(**elements), cvr=cvr)
     assert data == b"".join(elements[name] for name in PYEMV_TAGS) + cvr
-    assert ac.visa_cvn18_input(**elements, iad=cvr) == data
+    assert ac.visa_cvn18_input(ac.CryptogramData(**elements), iad=cvr) == data
 
 
 VALID: dict[str, bytes] = {
@@ -164,7 +170,7 @@ VALID: dict[str, bytes] = {
 def test_each_data_element_length_is_checked(name: str) -> None:
     elements = {**VALID, name: VALID[name] + b"\x00"}
     with pytest.raises(ValueError, match=rf"^{name} must be {len(VALID[name])} bytes? long"):
-        ac.visa_cvn18_input(**elements, iad=bytes(7))
+        ac.visa_cvn18_input(ac.CryptogramData(**elements), iad=bytes(7))
 
 
 @pytest.mark.parametrize(
@@ -172,12 +178,26 @@ def test_each_data_element_length_is_checked(name: str) -> None:
     [
         (lambda: ac.generate_ac(bytes(24), b"x"), r"^sk must be 16 bytes"),
         (lambda: ac.generate_ac(bytes(16), b"x", "mc"), r"^padding must be \"emv\" or \"visa\""),  # type: ignore[arg-type]
-        (lambda: ac.visa_cvn10_input(**VALID, cvr=bytes(3)), r"^cvr must be 4 bytes"),
-        (lambda: ac.visa_cvn18_input(**VALID, iad=b""), r"^iad must be 1 to 32 bytes"),
-        (lambda: ac.visa_cvn22_input(**VALID, iad=bytes(33)), r"^iad must be 1 to 32 bytes"),
-        (lambda: ac.mastercard_cvn16_input(**VALID, cvr=bytes(4)), r"^cvr must be 6 bytes"),
         (
-            lambda: ac.mastercard_cvn17_input(**VALID, cvr=bytes(6), counters=bytes(9)),
+            lambda: ac.visa_cvn10_input(ac.CryptogramData(**VALID), cvr=bytes(3)),
+            r"^cvr must be 4 bytes",
+        ),
+        (
+            lambda: ac.visa_cvn18_input(ac.CryptogramData(**VALID), iad=b""),
+            r"^iad must be 1 to 32 bytes",
+        ),
+        (
+            lambda: ac.visa_cvn22_input(ac.CryptogramData(**VALID), iad=bytes(33)),
+            r"^iad must be 1 to 32 bytes",
+        ),
+        (
+            lambda: ac.mastercard_cvn16_input(ac.CryptogramData(**VALID), cvr=bytes(4)),
+            r"^cvr must be 6 bytes",
+        ),
+        (
+            lambda: ac.mastercard_cvn17_input(
+                ac.CryptogramData(**VALID), cvr=bytes(6), counters=bytes(9)
+            ),
             r"^counters must be 8 or 16 bytes",
         ),
         (lambda: ac.generate_arpc_1(bytes(8), bytes(8), bytes(2)), r"^sk must be 16 bytes"),

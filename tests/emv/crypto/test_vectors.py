@@ -84,7 +84,9 @@ def _cryptogram_input(spec: dict[str, Any]) -> bytes:
     if "data" in spec:
         return bytes.fromhex(spec["data"])
     assemble = getattr(ac, spec["input"])
-    result: bytes = assemble(**{k: bytes.fromhex(v) for k, v in spec["elements"].items()})
+    elements = {k: bytes.fromhex(v) for k, v in spec["elements"].items()}
+    table26 = {k: elements.pop(k) for k in list(elements) if k in ac.CryptogramData.FIELD_LENGTHS}
+    result: bytes = assemble(ac.CryptogramData(**table26), **elements)
     return result
 
 
