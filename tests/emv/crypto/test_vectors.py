@@ -1,126 +1,73 @@
 """Published vectors in emv/crypto/vectors/*.json against the emv.crypto functions.
 
-``vectors`` are single calls (the convention ``emvtap selfcheck`` also runs);
-``chains`` are published multi-step results whose intermediate keys are only
-given as key check values (see the notes in kd.json).
+The vectors are run by ``scenarios.selfcheck`` (the code behind ``emvtap
+selfcheck``), so the suite and the self-check cannot drift apart. ``vectors``
+are single calls; ``chains`` are published multi-step results whose
+intermediate keys are only given as key check values (see kd.json's notes).
 """
 
-import importlib
-import json
-import typing
-from pathlib import Path
+from __future__ import annotations
+
+import copy
 from typing import Any
 
 import pytest
 
-from emv.crypto import ac, cvc3, des, kd
+from scenarios import selfcheck
 
-VECTOR_DIR = Path(__file__).parents[3] / "emv" / "crypto" / "vectors"
-FILES = ("des.json", "mac.json", "kd.json", "ac.json", "cvc3.json")
-
-
-def _load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((VECTOR_DIR / name).read_text(encoding="utf-8"))
-    return document
+FILES = selfcheck.vector_files()
 
 
 def _cases(key: str) -> list[Any]:
     return [
-        pytest.param(name, case, id=f"{name}:{case['name']}")
-        for name in FILES
-        for case in _load(name).get(key, [])
+        pytest.param(name, number, case, id=f"{name}:{case['name']}")
+        for name, document in FILES.items()
+        for number, case in enumerate(document.get(key, []), 1)
     ]
 
 
-@pytest.mark.parametrize("name", FILES)
+def test_the_expected_files_ship() -> None:
+    assert {"des.json", "mac.json", "kd.json", "ac.json", "cvc3.json"} <= FILES.keys()
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
 def test_file_cites_its_sources(name: str) -> None:
-    document = _load(name)
+    document = FILES[name]
     assert document["source"]
     assert document["vectors"] or document["chains"]
     for case in document["vectors"] + document.get("chains", []):
         assert case["name"]
 
 
-@pytest.mark.parametrize(("file", "vector"), _cases("vectors"))
-def test_vector(file: str, vector: dict[str, Any]) -> None:
-    module_name, _, attribute = vector["function"].rpartition(".")
-    function = getattr(importlib.import_module(module_name), attribute)
-    hints = typing.get_type_hints(function)
-    args = {
-        key: bytes.fromhex(value) if hints[key] is bytes else value
-        for key, value in vector["args"].items()
-    }
-    got = function(**args)
-    shown = got.hex().upper() if isinstance(got, bytes) else got
-    assert shown == vector["expect"], f"{file}: {vector['name']}"
+@pytest.mark.parametrize(("file", "number", "vector"), _cases("vectors"))
+def test_vector(file: str, number: int, vector: dict[str, Any]) -> None:
+    result = selfcheck.check_vector(file, number, vector)
+    assert result.passed, result.detail
 
 
-def _icc_mk(chain: dict[str, Any]) -> bytes:
-    derive = {"a": kd.derive_icc_mk_a, "b": kd.derive_icc_mk_b}[chain["option"]]
-    mk = derive(bytes.fromhex(chain["imk"]), chain["pan"], bytes.fromhex(chain["psn"]))
-    if "mk_kcv" in chain:
-        assert des.kcv(mk, 2).hex().upper() == chain["mk_kcv"]
-    return mk
-
-
-def _session_key(chain: dict[str, Any], mk: bytes) -> bytes:
-    spec = chain.get("session_key", {"function": "none"})
-    function = spec["function"]
-    if function == "none":
-        return mk
-    if function == "derive_common_sk":
-        sk = kd.derive_common_sk(mk, bytes.fromhex(spec["r"]))
-    elif function == "derive_mastercard_sk":
-        sk = kd.derive_mastercard_sk(mk, bytes.fromhex(spec["atc"]), bytes.fromhex(spec["un"]))
-    else:
-        assert function == "derive_visa_sm_sk"
-        sk = kd.derive_visa_sm_sk(mk, bytes.fromhex(spec["atc"]))
-    if "sk_kcv" in chain:
-        assert des.kcv(sk, 2).hex().upper() == chain["sk_kcv"]
-    return sk
-
-
-def _cryptogram_input(spec: dict[str, Any]) -> bytes:
-    if "data" in spec:
-        return bytes.fromhex(spec["data"])
-    assemble = getattr(ac, spec["input"])
-    elements = {k: bytes.fromhex(v) for k, v in spec["elements"].items()}
-    table26 = {k: elements.pop(k) for k in list(elements) if k in ac.CryptogramData.FIELD_LENGTHS}
-    result: bytes = assemble(ac.CryptogramData(**table26), **elements)
-    return result
-
-
-def _arpc(spec: dict[str, Any], mk: bytes, sk: bytes, arqc: bytes) -> bytes:
-    key = {"mk": mk, "sk": sk}[spec["key"]]
-    if spec["method"] == 1:
-        return ac.generate_arpc_1(key, arqc, bytes.fromhex(spec["arc"]))
-    return ac.generate_arpc_2(
-        key, arqc, bytes.fromhex(spec["csu"]), bytes.fromhex(spec["prop_auth_data"])
-    )
-
-
-@pytest.mark.parametrize(("file", "chain"), _cases("chains"))
-def test_chain(file: str, chain: dict[str, Any]) -> None:
-    mk = _icc_mk(chain)
-    sk = _session_key(chain, mk)
-    if "ac" in chain:
-        spec = chain["ac"]
-        arqc = ac.generate_ac(sk, _cryptogram_input(spec), spec["padding"])
-        assert arqc.hex().upper() == spec["arqc"], file
-        if "arpc" in chain:
-            arpc = _arpc(chain["arpc"], mk, sk, arqc)
-            assert arpc.hex().upper() == chain["arpc"]["expect"], file
-    if "cvc3" in chain:
-        spec = chain["cvc3"]
-        value = cvc3.generate_cvc3(
-            mk,
-            bytes.fromhex(spec["track_data"]),
-            bytes.fromhex(spec["atc"]),
-            bytes.fromhex(spec["un"]),
-        )
-        assert value.endswith(spec["expect_suffix"]), file
+@pytest.mark.parametrize(("file", "number", "chain"), _cases("chains"))
+def test_chain(file: str, number: int, chain: dict[str, Any]) -> None:
+    result = selfcheck.check_chain(file, chain)
+    assert result.passed, result.detail
 
 
 def test_every_chain_checks_something() -> None:
-    for _, chain in (p.values for p in _cases("chains")):
+    for _, _, chain in (p.values for p in _cases("chains")):
         assert {"mk_kcv", "sk_kcv", "ac", "cvc3"} & chain.keys(), chain["name"]
+
+
+def test_the_runner_catches_a_wrong_expectation() -> None:
+    vector = copy.deepcopy(FILES["mac.json"]["vectors"][0])
+    vector["expect"] = "00" * (len(vector["expect"]) // 2)
+    result = selfcheck.check_vector("mac.json", 1, vector)
+    assert not result.passed and "expected 00" in result.detail
+    chain = copy.deepcopy(next(c for c in FILES["ac.json"]["chains"] if "ac" in c))
+    chain["ac"]["arqc"] = "0000000000000000"
+    result = selfcheck.check_chain("ac.json", chain)
+    assert not result.passed and result.detail.startswith("application cryptogram")
+
+
+def test_the_runner_refuses_functions_outside_emv_crypto() -> None:
+    vector = {"name": "os", "function": "os.system", "args": {}, "expect": "0"}
+    result = selfcheck.check_vector("evil.json", 1, vector)
+    assert not result.passed and "not in emv.crypto" in result.detail
