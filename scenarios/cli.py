@@ -18,6 +18,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from emv import tags, tlv, trace
 from scenarios import selfcheck
@@ -63,6 +64,16 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _command_group(commands: Subcommands, name: str, summary: str) -> Subcommands:
+    """A command with subcommands of its own; alone, it prints its help."""
+    group = commands.add_parser(name, help=summary, description=f"{summary}.")
+    group.set_defaults(handler=lambda _args: _usage(group))
+    return group.add_subparsers(title="commands", metavar="COMMAND")
+
+
 def _mask_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clear",
@@ -74,10 +85,8 @@ def _mask_option(parser: argparse.ArgumentParser) -> None:
 # --- tlv -----------------------------------------------------------------------------------
 
 
-def _add_tlv(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = commands.add_parser("tlv", help="BER-TLV tools", description="BER-TLV tools.")
-    group.set_defaults(handler=lambda _args: _usage(group))
-    sub = group.add_subparsers(title="commands", metavar="COMMAND")
+def _add_tlv(commands: Subcommands) -> None:
+    sub = _command_group(commands, "tlv", "BER-TLV tools")
     decode = sub.add_parser(
         "decode",
         help="decode BER-TLV hex into a named tree",
@@ -118,10 +127,8 @@ def _hex_argument(text: str) -> bytes:
 # --- trace ---------------------------------------------------------------------------------
 
 
-def _add_trace(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = commands.add_parser("trace", help="APDU trace tools", description="APDU trace tools.")
-    group.set_defaults(handler=lambda _args: _usage(group))
-    sub = group.add_subparsers(title="commands", metavar="COMMAND")
+def _add_trace(commands: Subcommands) -> None:
+    sub = _command_group(commands, "trace", "APDU trace tools")
     show = sub.add_parser(
         "show",
         help="print a JSON-lines trace as a decoded transcript",
@@ -170,7 +177,7 @@ def _trace_convert(args: argparse.Namespace) -> int:
 # --- selfcheck -----------------------------------------------------------------------------
 
 
-def _add_selfcheck(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_selfcheck(commands: Subcommands) -> None:
     check = commands.add_parser(
         "selfcheck",
         help="run the crypto known-answer tests and an ODA round trip",

@@ -45,6 +45,30 @@ def test_tlv_decode_prints_the_named_tree(capsys: pytest.CaptureFixture[str]) ->
     assert indent("6F") < indent("A5") < indent("BF0C") < indent("61") < indent("4F")
 
 
+# A real card's PPSE FCI (a Visa Debit card), the response EMVLab's TLV decoder
+# shows as its sample and that many public EMV tutorials quote, status word removed.
+REAL_PPSE_FCI = (
+    "6F2F840E325041592E5359532E4444463031A51DBF0C1A61184F07A0000000031010"
+    "500A56495341204445424954870101"
+)
+
+
+def test_tlv_decode_of_a_real_card_ppse_fci(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tlv", "decode", REAL_PPSE_FCI]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "6F",
+        "84",
+        "A5",
+        "BF0C",
+        "61",
+        "4F",
+        "50",
+        "87",
+    ]
+    assert '"VISA DEBIT"' in out and "Visa Credit/Debit" in out and '"2PAY.SYS.DDF01"' in out
+
+
 def test_tlv_decode_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tlv", "decode", "--json", "9F2701809F360200A1"]) == 0
     decoded = json.loads(capsys.readouterr().out)
