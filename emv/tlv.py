@@ -9,11 +9,14 @@ A data object is a tag, a length and a value (Annex B1-B3):
 * the length is one byte below 0x80, else 0x81..0x84 followed by one to four
   length bytes (B2);
 * '00' bytes may stand before, between and after objects as padding (B1), and
-  so may 'FF' (ISO/IEC 7816-4 §5.2.2.1 treats both as non-tags).
+  so may 'FF' on the card interface (ISO/IEC 7816-4 §5.2.2.1 treats both as
+  non-tags). Kernel-internal data of EMV Contactless Book C-2 does use tags
+  starting 'FF' (Torn Record 'FF8101', Data Record 'FF8105'...): decode such
+  data with ``ff_padding=False``.
 
 Tags are plain ints (``0x9F02``). Objects are :class:`Tlv` values (treat them as
-immutable: they are shared between parses and traces);
-a sequence of them keeps duplicates in their original order.
+immutable: they are shared between parses and traces); a sequence of them keeps
+duplicates in their original order.
 
 Decoding is strict by default: every malformed input raises one
 :class:`TlvError` naming the offset and the problem. ``strict=False`` is the
@@ -47,6 +50,7 @@ MAX_TAG_BYTES = 4
 MAX_LENGTH_BYTES = 4
 MAX_DEPTH = 32
 _PADDING = (0x00, 0xFF)
+_PADDING_ZEROS_ONLY = (0x00,)
 
 
 class TlvError(ValueError):
@@ -172,14 +176,18 @@ def encode(objects: Iterable[Tlv]) -> bytes:
     return b"".join(obj.to_bytes() for obj in objects)
 
 
-def decode(data: bytes | bytearray | memoryview, *, strict: bool = True) -> list[Tlv]:
+def decode(
+    data: bytes | bytearray | memoryview, *, strict: bool = True, ff_padding: bool = True
+) -> list[Tlv]:
     """Parse a sequence of data objects, recursing into templates (Annex B).
 
-    Padding bytes '00' and 'FF' between objects are skipped. In strict mode any
+    Padding bytes '00' and 'FF' between objects are skipped ('00' only with
+    ``ff_padding=False``, for kernel data with 'FF..' tags). In strict mode any
     malformation raises :class:`TlvError`; see the module docstring for what the
     lenient mode (``strict=False``) tolerates.
     """
-    return _decode(bytes(data), 0, len(data), strict, 0)
+    padding = _PADDING if ff_padding else _PADDING_ZEROS_ONLY
+    return _Decoder(bytes(data), strict, padding).sequence(0, len(data), 0)
 
 
 def find(objects: Iterable[Tlv], tag: int) -> Tlv | None:
@@ -208,58 +216,67 @@ def index(objects: Iterable[Tlv]) -> dict[int, bytes]:
 # --- decoding internals -------------------------------------------------------------------
 
 
-def _decode(data: bytes, start: int, end: int, strict: bool, depth: int) -> list[Tlv]:
-    objects: list[Tlv] = []
-    pos = start
-    while pos < end:
-        if data[pos] in _PADDING:
-            pos += 1
-            continue
-        try:
-            obj, pos = _decode_one(data, pos, end, strict, depth)
-        except TlvError:
-            if strict:
-                raise
-            break  # lenient: trailing bytes that are not an object are dropped
-        objects.append(obj)
-    return objects
+@dataclass(frozen=True, slots=True)
+class _Decoder:
+    """One decoding run over ``data``: the rules stay fixed, positions move."""
 
+    data: bytes
+    strict: bool
+    padding: tuple[int, ...]
 
-def _decode_one(data: bytes, pos: int, end: int, strict: bool, depth: int) -> tuple[Tlv, int]:
-    tag_start = pos
-    first = data[pos]
-    if first & 0x1F == 0x1F:
-        tag, pos = _read_tag(data, pos, end)
-    else:  # the common one-byte tag, inline
-        tag, pos = first, pos + 1
-    if pos < end and data[pos] < 0x80:  # the common one-byte length, inline
-        length, pos = data[pos], pos + 1
-    else:
-        length, pos = _read_length(data, pos, end, tag)
-    value_end = pos + length
-    if value_end > end:
-        if strict:
-            raise TlvError(
-                tag_start,
-                f"tag {tag_hex(tag)} declares length {length} but only {end - pos} byte(s) remain",
-            )
-        value_end = end
-    children: tuple[Tlv, ...] | None = None
-    if first & 0x20:
-        if depth >= MAX_DEPTH:
-            raise TlvError(tag_start, f"templates nested more than {MAX_DEPTH} deep")
-        try:
-            children = tuple(_decode(data, pos, value_end, strict, depth + 1))
-        except TlvError as err:
-            raise TlvError(err.offset, f"{err.problem} (in template {tag_hex(tag)})") from None
-    return Tlv(tag, data[pos:value_end], children, tag_start), value_end
+    def sequence(self, start: int, end: int, depth: int) -> list[Tlv]:
+        """The objects between ``start`` and ``end``, skipping padding."""
+        data, padding = self.data, self.padding
+        objects: list[Tlv] = []
+        pos = start
+        while pos < end:
+            if data[pos] in padding:
+                pos += 1
+                continue
+            try:
+                obj, pos = self.one(pos, end, depth)
+            except TlvError:
+                if self.strict:
+                    raise
+                break  # lenient: trailing bytes that are not an object are dropped
+            objects.append(obj)
+        return objects
+
+    def one(self, pos: int, end: int, depth: int) -> tuple[Tlv, int]:
+        """The object starting at ``pos`` and the offset after it."""
+        data = self.data
+        tag_start = pos
+        first = data[pos]
+        if first & 0x1F == 0x1F:
+            tag, pos = _read_tag(data, pos, end)
+        else:  # the common one-byte tag, inline
+            tag, pos = first, pos + 1
+        if pos < end and data[pos] < 0x80:  # the common one-byte length, inline
+            length, pos = data[pos], pos + 1
+        else:
+            length, pos = _read_length(data, pos, end, tag)
+        value_end = pos + length
+        if value_end > end:
+            if self.strict:
+                problem = f"declares length {length} but only {end - pos} byte(s) remain"
+                raise TlvError(tag_start, f"tag {tag_hex(tag)} {problem}")
+            value_end = end
+        children: tuple[Tlv, ...] | None = None
+        if first & 0x20:
+            if depth >= MAX_DEPTH:
+                raise TlvError(tag_start, f"templates nested more than {MAX_DEPTH} deep")
+            try:
+                children = tuple(self.sequence(pos, value_end, depth + 1))
+            except TlvError as err:
+                raise TlvError(err.offset, f"{err.problem} (in template {tag_hex(tag)})") from None
+        return Tlv(tag, data[pos:value_end], children, tag_start), value_end
 
 
 def _read_tag(data: bytes, pos: int, end: int) -> tuple[int, int]:
     start = pos
     first = data[pos]
-    if first in _PADDING:
-        raise TlvError(pos, f"byte {first:02X} is padding, not a tag")
+    if first == 0x00:
+        raise TlvError(pos, "byte 00 is padding, not a tag")
     tag = first
     pos += 1
     if first & 0x1F == 0x1F:

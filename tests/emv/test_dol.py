@@ -37,7 +37,7 @@ def test_parses_a_pdol() -> None:
         ("9F02069F", 3, "tag starting 9F is cut off"),
         ("9F02069F37", 3, "tag 9F37 has no length byte"),
         ("9F02060004", 3, "byte 00 is padding"),
-        ("9505FF0101", 2, "byte FF is padding"),
+        ("9505000101", 2, "byte 00 is padding"),
         ("9F8080", 1, "leading zero"),
         ("9F81818101", 0, "longer than 4 bytes"),
     ],

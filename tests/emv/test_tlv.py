@@ -64,6 +64,16 @@ def test_padding_between_objects_is_skipped() -> None:
     assert [c.tag for c in template.children or ()] == [0x5A, 0x8A]
 
 
+def test_ff_tags_of_kernel_data_with_ff_padding_off() -> None:
+    # EMV Contactless Book C-2 Torn Record (FF8101) holding a PAN and an ATC
+    torn = Tlv.template(0xFF8101, Tlv.primitive(0x5A, b"\x12"), Tlv.primitive(0x9F36, b"\x00\x07"))
+    data = torn.to_bytes()
+    assert tlv.decode(data, ff_padding=False) == [torn]
+    # on the card interface FF is padding: the same bytes are no longer one template
+    assert tlv.decode(data, strict=False) != [torn]
+    assert tlv.decode(b"\x00" + data + b"\x00", ff_padding=False) == [torn]
+
+
 def test_duplicates_preserved_in_order() -> None:
     data = bytes.fromhex("9F100201029F100203049F1001FF")
     objects = tlv.decode(data)
@@ -134,7 +144,7 @@ def test_tag_helpers() -> None:
             tlv.parse_tag(bad)
     with pytest.raises(ValueError, match="positive"):
         tlv.tag_bytes(0)
-    for invalid in (0xFF01, 0x9F8101FF, 0x9F0201):
+    for invalid in (0x9F8101FF, 0x9F0201, 0x1F):
         with pytest.raises(ValueError, match="not a valid tag"):
             Tlv.primitive(invalid, b"")
 
