@@ -226,20 +226,21 @@ class _Decoder:
 
     def sequence(self, start: int, end: int, depth: int) -> list[Tlv]:
         """The objects between ``start`` and ``end``, skipping padding."""
-        data, padding = self.data, self.padding
+        data, padding, one = self.data, self.padding, self.one
         objects: list[Tlv] = []
+        append = objects.append
         pos = start
         while pos < end:
             if data[pos] in padding:
                 pos += 1
                 continue
             try:
-                obj, pos = self.one(pos, end, depth)
+                obj, pos = one(pos, end, depth)
             except TlvError:
                 if self.strict:
                     raise
                 break  # lenient: trailing bytes that are not an object are dropped
-            objects.append(obj)
+            append(obj)
         return objects
 
     def one(self, pos: int, end: int, depth: int) -> tuple[Tlv, int]:
@@ -247,10 +248,12 @@ class _Decoder:
         data = self.data
         tag_start = pos
         first = data[pos]
-        if first & 0x1F == 0x1F:
-            tag, pos = _read_tag(data, pos, end)
-        else:  # the common one-byte tag, inline
+        if first & 0x1F != 0x1F:  # one-byte tag, inline
             tag, pos = first, pos + 1
+        elif pos + 1 < end and 0 < data[pos + 1] < 0x80:  # two-byte tag, inline
+            tag, pos = (first << 8) | data[pos + 1], pos + 2
+        else:
+            tag, pos = _read_tag(data, pos, end)
         if pos < end and data[pos] < 0x80:  # the common one-byte length, inline
             length, pos = data[pos], pos + 1
         else:

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TypeAlias
 
@@ -51,12 +52,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="emvtap",
         description="NFC EMV contactless emulator and test harness.",
     )
+    parser.add_argument("--version", action="version", version=f"emvtap {_version()}")
     parser.set_defaults(handler=lambda _args: _usage(parser))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_tlv(commands)
     _add_trace(commands)
     _add_selfcheck(commands)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("emvtap")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

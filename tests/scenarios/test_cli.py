@@ -166,6 +166,13 @@ def test_help_everywhere(args: list[str]) -> None:
     assert done.value.code == 0
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("emvtap 0.")
+
+
 def test_console_script_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "scenarios.cli", "tlv", "decode", "9F2701"],
