@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from emv.crypto import ac, des, kd
+from emv.crypto import ac, des, kd, mac
 from emv.crypto._checks import require_digits, require_length
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "cbp_m_arqc",
     "cbp_v_arqc",
     "cbp_v_session_key",
+    "chain_log_mac",
+    "derive_log_key",
     "derive_luk",
     "derive_suk",
     "derive_suk_uv",
@@ -65,6 +67,7 @@ class KeyDomain(IntEnum):
 
     LUK = 0x4C  # 'L'
     SUK = 0x53  # 'S'
+    LOG = 0x54  # 'T': the device's transaction log MAC key
     SUK_UV = 0x55  # 'U'
 
 
@@ -113,6 +116,21 @@ def derive_suk_uv(mk_ac: bytes, atc: bytes) -> bytes:
     """The user-verified single-use key for one ATC: only ever handed out masked."""
     require_length("atc", atc, 2)
     return diversify_cbp_key(mk_ac, KeyDomain.SUK_UV, b"\x00\x00" + atc)
+
+
+def derive_log_key(mk_ac: bytes, device: bytes) -> bytes:
+    """The key that MACs one device's transaction log; ``device`` is its fingerprint
+    (the first 4 bytes diversify)."""
+    if len(device) < 4:
+        raise ValueError(f"device must be at least 4 bytes long, got {len(device)}")
+    return diversify_cbp_key(mk_ac, KeyDomain.LOG, device[:4])
+
+
+def chain_log_mac(log_key: bytes, previous: bytes, entry: bytes) -> bytes:
+    """MAC_i = retail MAC(log key, MAC_(i-1) || entry_i), MAC_0 = '00'x8 (docs/cbp.md
+    "The transaction log"): removing, reordering or altering an entry breaks the chain."""
+    require_length("previous", previous, 8)
+    return mac.mac_iso9797_1_alg3(log_key, previous + entry, padding=2)
 
 
 def pin_mask(pin: str, pan: str) -> bytes:

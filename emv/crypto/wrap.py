@@ -62,7 +62,8 @@ class BatchKind(IntEnum):
 
     LUK = 0x4C
     SUK = 0x53
-    MASKED_SUK_UV = 0x55
+    LOG = 0x54  # the device's transaction log MAC key (ident: fingerprint's first 4 bytes)
+    SUK_UV = 0x55  # in a batch always masked with the PIN mask (docs/cbp.md)
 
 
 def public_point(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -121,7 +122,7 @@ class BatchKey:
         try:
             batch_kind = BatchKind(kind[0])
         except ValueError:
-            raise WrapError(f"{where}: kind {kind.hex().upper()} is not 4C, 53 or 55") from None
+            raise WrapError(f"{where}: kind {kind.hex().upper()} is not 4C, 53, 54 or 55") from None
         if not amount.hex().isdigit():
             raise WrapError(f"{where}: maximum amount {amount.hex().upper()} is not BCD")
         return cls(
@@ -195,7 +196,7 @@ class BatchHeader:
         try:
             batch_kind = BatchKind(kind)
         except ValueError:
-            raise WrapError(f"batch header: kind {kind:02X} is not 4C, 53 or 55") from None
+            raise WrapError(f"batch header: kind {kind:02X} is not 4C, 53, 54 or 55") from None
         return cls(
             _field(fields, TAG_BATCH_ID, 8, "batch header"),
             fields.get(TAG_TOKEN, b""),

@@ -139,3 +139,32 @@ def test_bad_arguments_name_the_parameter() -> None:
         cbp.derive_suk(MK, bytes(3))
     with pytest.raises(ValueError, match=r"^mask must be 16"):
         cbp.mask_key(MK, bytes(8))
+
+
+def test_log_chain_detects_removal_reordering_and_change() -> None:
+    key = cbp.derive_log_key(MK, bytes(range(32)))
+    assert key == _oracle_diversify(MK, 0x54, bytes(range(4)))
+    entries = [b"entry-1", b"entry-2", b"entry-3"]
+
+    def chain(items: list[bytes]) -> list[bytes]:
+        macs, previous = [], bytes(8)
+        for item in items:
+            previous = cbp.chain_log_mac(key, previous, item)
+            macs.append(previous)
+        return macs
+
+    genuine = chain(entries)
+    assert genuine[-1] == pyemv_mac_alg3(key, genuine[1] + entries[2])
+    assert chain([entries[0], entries[2]])[-1] != genuine[-1]
+    assert chain([entries[1], entries[0], entries[2]])[-1] != genuine[-1]
+    assert chain([entries[0], b"entry-X", entries[2]])[-1] != genuine[-1]
+    with pytest.raises(ValueError, match=r"^previous must be 8"):
+        cbp.chain_log_mac(key, bytes(4), b"")
+    with pytest.raises(ValueError, match=r"^device must be at least 4"):
+        cbp.derive_log_key(MK, b"\x01")
+
+
+def pyemv_mac_alg3(key: bytes, data: bytes) -> bytes:
+    from pyemv import mac as pyemv_mac  # noqa: PLC0415
+
+    return bytes(pyemv_mac.mac_iso9797_3(key[:8], key[8:], data, 2))
