@@ -224,3 +224,8 @@ class Hsm(Protocol):
     def decrypt_data(self, label: str, ciphertext: bytes, aad: bytes) -> bytes:
         """The inverse of :meth:`encrypt_data`; HsmError if altered or under other aad."""
         ...
+
+    def keyed_digest(self, label: str, data: bytes) -> bytes:
+        """AES-CMAC (16 bytes) of ``data`` under an AES key: a deterministic, keyed
+        look-up value, so a store can find a PAN without holding it in clear."""
+        ...
