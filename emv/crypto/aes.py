@@ -16,3 +16,11 @@ def encrypt_aes_ecb(key: bytes, data: bytes) -> bytes:
     require_blocks("data", data, BLOCK_SIZE)
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     return encryptor.update(data) + encryptor.finalize()
+
+
+def kcv(key: bytes, length: int = 3) -> bytes:
+    """AES key check value: the leftmost ``length`` bytes of AES-ECB of a zero block
+    (the customary check value for AES keys, as for DES in ANSI X9.24-1)."""
+    if not 1 <= length <= BLOCK_SIZE:
+        raise ValueError(f"length must be 1 to {BLOCK_SIZE}, got {length}")
+    return encrypt_aes_ecb(key, bytes(BLOCK_SIZE))[:length]

@@ -67,7 +67,7 @@ def _kcv(kind: KeyKind, value: bytes) -> bytes:
     """DES2: 3DES-ECB of 8 zero bytes; AES: AES-ECB of 16 zero bytes; the leftmost 3 bytes."""
     if kind is KeyKind.DES2:
         return des.kcv(value, KCV_LENGTH)
-    return aes.encrypt_aes_ecb(value, bytes(aes.BLOCK_SIZE))[:KCV_LENGTH]
+    return aes.kcv(value, KCV_LENGTH)
 
 
 def _describe(key: _Key) -> str:

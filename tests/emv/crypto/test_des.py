@@ -84,3 +84,16 @@ Call = Callable[[], object]
 def test_malformed_input_names_the_parameter(call: Call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_aes_kcv_is_the_zero_block_encrypted() -> None:
+    from emv.crypto import aes  # noqa: PLC0415
+
+    key = bytes(range(16))
+    # FIPS 197 Appendix C.1 (AES-128): 00112233..FF under 000102..0F
+    plaintext = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    assert aes.encrypt_aes_ecb(key, plaintext).hex().upper() == "69C4E0D86A7B0430D8CDB78070B4C55A"
+    assert aes.kcv(key) == aes.encrypt_aes_ecb(key, bytes(16))[:3]
+    assert aes.kcv(key, 16) != aes.kcv(bytes(16), 16)
+    with pytest.raises(ValueError, match="length must be 1 to 16"):
+        aes.kcv(key, 0)

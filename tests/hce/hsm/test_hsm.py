@@ -87,12 +87,8 @@ def _path_id(path: KeyPath) -> str:
     return f"{path.icc.option}-{limited}-{session}"
 
 
-def _aes_kcv(key: bytes) -> bytes:
-    return aes.encrypt_aes_ecb(key, bytes(16))[:3]
-
-
 def _kcv_of(kind: KeyKind, key: bytes) -> bytes:
-    return des.kcv(key) if kind is KeyKind.DES2 else _aes_kcv(key)
+    return des.kcv(key) if kind is KeyKind.DES2 else aes.kcv(key)
 
 
 def _clear_limited_use(mk: bytes, limited_use: LimitedUse) -> bytes:
@@ -129,8 +125,8 @@ def issuer(hsm: Hsm) -> Hsm:
 @pytest.fixture
 def vault(hsm: Hsm) -> Hsm:
     """The HSM with AES_256 imported as "vault" and AES_128 as "vault-old"."""
-    hsm.import_key("vault", KeyKind.AES256, AES_256, _aes_kcv(AES_256))
-    hsm.import_key("vault-old", KeyKind.AES128, AES_128, _aes_kcv(AES_128))
+    hsm.import_key("vault", KeyKind.AES256, AES_256, aes.kcv(AES_256))
+    hsm.import_key("vault-old", KeyKind.AES128, AES_128, aes.kcv(AES_128))
     return hsm
 
 
@@ -163,7 +159,7 @@ def test_import_key_refuses_a_wrong_kcv(hsm: Hsm, kind: KeyKind) -> None:
 
 def test_import_key_refuses_a_wrong_length(hsm: Hsm) -> None:
     with pytest.raises(HsmError, match="'k'"):
-        hsm.import_key("k", KeyKind.AES256, AES_128, _aes_kcv(AES_128))
+        hsm.import_key("k", KeyKind.AES256, AES_128, aes.kcv(AES_128))
     assert hsm.labels() == []
 
 
