@@ -134,10 +134,14 @@ def _sha1(*parts: bytes) -> bytes:
     return hashlib.sha1(b"".join(parts)).digest()
 
 
+def _recoverable_message(data: bytes, hashed_extra: bytes) -> bytes:
+    """``6A || data || SHA-1(data || hashed_extra) || BC``: what is signed (Annex A2.1.2)."""
+    return bytes([HEADER]) + data + _sha1(data, hashed_extra) + bytes([TRAILER])
+
+
 def _sign_recoverable(key: RsaPrivateKey, data: bytes, hashed_extra: bytes) -> bytes:
-    """Sign ``6A || data || SHA-1(data || hashed_extra) || BC`` (Annex A2.1.2)."""
-    message = bytes([HEADER]) + data + _sha1(data, hashed_extra) + bytes([TRAILER])
-    return rsa_sign(key, message)
+    """Sign ``data`` with message recovery (Annex A2.1.2)."""
+    return rsa_sign(key, _recoverable_message(data, hashed_extra))
 
 
 def _open_recoverable(
@@ -283,15 +287,30 @@ def _join_public_key(
     return key
 
 
-def build_issuer_certificate(
-    ca_key: RsaPrivateKey,
+@dataclass(frozen=True)
+class UnsignedCertificate:
+    """A certificate ready for the signer's raw RSA operation: ``message`` is the
+    whole ``6A .. BC`` block, as long as the signer's modulus. An HSM signs it
+    (``rsa_sign_raw``) and the result goes in the certificate's tag."""
+
+    message: bytes
+    remainder: bytes
+    exponent: bytes
+
+    def signed(self, signature: bytes) -> PublicKeyCertificate:
+        return PublicKeyCertificate(signature, self.remainder, self.exponent)
+
+
+def issuer_certificate_message(
+    ca_size: int,
     issuer_key: RsaPublicKey,
     *,
     issuer_identifier: str,
     expiry: str,
     serial_number: bytes,
-) -> PublicKeyCertificate:
-    """Sign an Issuer Public Key Certificate, format 02 (Book 2 §5.1 / §6.1, Table 6).
+) -> UnsignedCertificate:
+    """The Issuer Public Key Certificate, format 02, before signing (Book 2 §5.1 / §6.1,
+    Table 6) for a CA key of ``ca_size`` bytes.
 
     ``issuer_identifier`` is the leftmost 3 to 8 PAN digits; ``expiry`` is MMYY;
     ``serial_number`` is 3 bytes. N_I <= N_CA; the key digits beyond N_CA - 36
@@ -302,10 +321,10 @@ def build_issuer_certificate(
         raise OdaError(f"{step}: issuer identifier {issuer_identifier!r}, expected 3-8 digits")
     if len(serial_number) != 3:
         raise OdaError(f"{step}: serial number {len(serial_number)} bytes, expected 3")
-    if issuer_key.size > ca_key.public_key.size:
+    if issuer_key.size > ca_size:
         raise OdaError(f"{step}: issuer key is longer than the CA key")
     exponent = issuer_key.exponent_bytes
-    field, remainder = _split_public_key(issuer_key, ca_key.public_key.size - 36)
+    field, remainder = _split_public_key(issuer_key, ca_size - 36)
     data = (
         bytes([FORMAT_ISSUER_CERTIFICATE])
         + _pad_f(issuer_identifier, 4)
@@ -314,9 +333,28 @@ def build_issuer_certificate(
         + bytes([HASH_SHA1, PK_RSA, issuer_key.size, len(exponent)])
         + field
     )
-    return PublicKeyCertificate(
-        _sign_recoverable(ca_key, data, remainder + exponent), remainder, exponent
+    message = _recoverable_message(data, remainder + exponent)
+    return UnsignedCertificate(message, remainder, exponent)
+
+
+def build_issuer_certificate(
+    ca_key: RsaPrivateKey,
+    issuer_key: RsaPublicKey,
+    *,
+    issuer_identifier: str,
+    expiry: str,
+    serial_number: bytes,
+) -> PublicKeyCertificate:
+    """Sign an Issuer Public Key Certificate with a CA key held in memory
+    (:func:`issuer_certificate_message`, then the raw RSA operation)."""
+    unsigned = issuer_certificate_message(
+        ca_key.public_key.size,
+        issuer_key,
+        issuer_identifier=issuer_identifier,
+        expiry=expiry,
+        serial_number=serial_number,
     )
+    return unsigned.signed(rsa_sign(ca_key, unsigned.message))
 
 
 def recover_issuer_public_key(
@@ -345,6 +383,41 @@ def recover_issuer_public_key(
     return IssuerPublicKeyCertificate(identifier, expiry, header[7:10], header[10], header[11], key)
 
 
+def icc_certificate_message(
+    issuer_size: int,
+    icc_key: RsaPublicKey,
+    *,
+    pan: str,
+    expiry: str,
+    serial_number: bytes,
+    static_data: bytes,
+) -> UnsignedCertificate:
+    """The ICC Public Key Certificate, format 04, before signing (Book 2 §6.1, Table 14)
+    for an issuer key of ``issuer_size`` bytes.
+
+    N_IC <= N_I. The hash covers the certificate fields, the ICC key remainder and
+    exponent, then ``static_data`` (the static data to be authenticated, §6.4 step 5).
+    """
+    step = "ICC certificate"
+    _check_pan(step, pan)
+    if len(serial_number) != 3:
+        raise OdaError(f"{step}: serial number {len(serial_number)} bytes, expected 3")
+    if icc_key.size > issuer_size:
+        raise OdaError(f"{step}: ICC key is longer than the issuer key")
+    exponent = icc_key.exponent_bytes
+    field, remainder = _split_public_key(icc_key, issuer_size - 42)
+    data = (
+        bytes([FORMAT_ICC_CERTIFICATE])
+        + _pad_f(pan, 10)
+        + _expiry_bytes(step, expiry)
+        + serial_number
+        + bytes([HASH_SHA1, PK_RSA, icc_key.size, len(exponent)])
+        + field
+    )
+    message = _recoverable_message(data, remainder + exponent + static_data)
+    return UnsignedCertificate(message, remainder, exponent)
+
+
 def build_icc_certificate(
     issuer_key: RsaPrivateKey,
     icc_key: RsaPublicKey,
@@ -354,29 +427,17 @@ def build_icc_certificate(
     serial_number: bytes,
     static_data: bytes,
 ) -> PublicKeyCertificate:
-    """Sign an ICC Public Key Certificate, format 04 (Book 2 §6.1, Table 14).
-
-    N_IC <= N_I. The hash covers the certificate fields, the ICC key remainder and
-    exponent, then ``static_data`` (the static data to be authenticated, §6.4 step 5).
-    """
-    step = "ICC certificate"
-    _check_pan(step, pan)
-    if len(serial_number) != 3:
-        raise OdaError(f"{step}: serial number {len(serial_number)} bytes, expected 3")
-    if icc_key.size > issuer_key.public_key.size:
-        raise OdaError(f"{step}: ICC key is longer than the issuer key")
-    exponent = icc_key.exponent_bytes
-    field, remainder = _split_public_key(icc_key, issuer_key.public_key.size - 42)
-    data = (
-        bytes([FORMAT_ICC_CERTIFICATE])
-        + _pad_f(pan, 10)
-        + _expiry_bytes(step, expiry)
-        + serial_number
-        + bytes([HASH_SHA1, PK_RSA, icc_key.size, len(exponent)])
-        + field
+    """Sign an ICC Public Key Certificate with an issuer key held in memory
+    (:func:`icc_certificate_message`, then the raw RSA operation)."""
+    unsigned = icc_certificate_message(
+        issuer_key.public_key.size,
+        icc_key,
+        pan=pan,
+        expiry=expiry,
+        serial_number=serial_number,
+        static_data=static_data,
     )
-    signature = _sign_recoverable(issuer_key, data, remainder + exponent + static_data)
-    return PublicKeyCertificate(signature, remainder, exponent)
+    return unsigned.signed(rsa_sign(issuer_key, unsigned.message))
 
 
 def recover_icc_public_key(

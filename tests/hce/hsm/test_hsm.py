@@ -8,7 +8,6 @@ test once per backend on a fresh, empty HSM.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from datetime import date
@@ -422,38 +421,19 @@ def test_rsa_refuses_what_emv_does_not_sign(hsm: Hsm) -> None:
     assert hsm.labels() == ["ca"]
 
 
-@functools.cache
-def _template_ca(bits: int) -> oda.RsaPrivateKey:
-    return oda.generate_rsa_key(bits, 3)
-
-
-def _issuer_certificate_message(
-    ca_size: int, issuer_key: oda.RsaPublicKey
-) -> tuple[bytes, oda.PublicKeyCertificate]:
-    """The message a CA key of ``ca_size`` bytes signs to certify ``issuer_key``
-    (Book 2 §5.1 Table 6, Annex A2.1.2). ``oda`` formats and signs in one call, so
-    sign with a clear template CA of the same size and recover the message."""
-    template = _template_ca(ca_size * 8)
-    certificate = oda.build_issuer_certificate(
-        template,
-        issuer_key,
-        issuer_identifier=PAN[:6],
-        expiry="1230",
-        serial_number=b"\x00\x00\x01",
-    )
-    message = oda.rsa_recover("template", template.public_key, certificate.certificate)
-    return message, certificate
-
-
 def test_an_rsa_key_signs_an_emv_issuer_certificate(hsm: Hsm) -> None:
     ca = hsm.generate_rsa_key("ca", 1408, 3)
     issuer = hsm.generate_rsa_key("issuer", 1152, 65537)
     ca_key = oda.RsaPublicKey(int.from_bytes(ca.modulus, "big"), ca.exponent)
     issuer_key = oda.RsaPublicKey(int.from_bytes(issuer.modulus, "big"), issuer.exponent)
-    message, template = _issuer_certificate_message(len(ca.modulus), issuer_key)
-    signed = oda.PublicKeyCertificate(
-        hsm.rsa_sign_raw("ca", message), template.remainder, template.exponent
+    unsigned = oda.issuer_certificate_message(
+        len(ca.modulus),
+        issuer_key,
+        issuer_identifier=PAN[:6],
+        expiry="1230",
+        serial_number=b"\x00\x00\x01",
     )
+    signed = unsigned.signed(hsm.rsa_sign_raw("ca", unsigned.message))
     recovered = oda.recover_issuer_public_key(ca_key, signed, PAN, date(2025, 3, 14))
     assert recovered.public_key == issuer_key
     assert recovered.issuer_identifier == PAN[:6]
