@@ -19,9 +19,13 @@ def require_blocks(name: str, value: bytes, block_size: int) -> None:
         raise ValueError(f"{name} must be a multiple of {block_size} bytes long, got {len(value)}")
 
 
-def require_digits(name: str, value: str, shortest: int, longest: int) -> None:
-    """Raise unless ``value`` is ``shortest`` to ``longest`` decimal digits."""
+def require_digits(
+    name: str, value: str, shortest: int, longest: int, *, secret: bool = False
+) -> None:
+    """Raise unless ``value`` is ``shortest`` to ``longest`` decimal digits. A ``secret``
+    value (a PIN, a PAN) is never echoed in the message."""
     if not (value.isascii() and value.isdigit()):
-        raise ValueError(f"{name} must contain decimal digits only, got {value!r}")
+        shown = "" if secret else f", got {value!r}"
+        raise ValueError(f"{name} must contain decimal digits only{shown}")
     if not shortest <= len(value) <= longest:
         raise ValueError(f"{name} must be {shortest} to {longest} digits long, got {len(value)}")

@@ -135,8 +135,8 @@ def chain_log_mac(log_key: bytes, previous: bytes, entry: bytes) -> bytes:
 
 def pin_mask(pin: str, pan: str) -> bytes:
     """16 bytes of PBKDF2-HMAC-SHA256(PIN, "emvtap-cbp-pin/1" || PAN, 10,000 iterations)."""
-    require_digits("pin", pin, 4, 12)
-    require_digits("pan", pan, kd.PAN_MIN_DIGITS, kd.PAN_MAX_DIGITS)
+    require_digits("pin", pin, 4, 12, secret=True)
+    require_digits("pan", pan, kd.PAN_MIN_DIGITS, kd.PAN_MAX_DIGITS, secret=True)
     salt = PIN_MASK_SALT + pan.encode("ascii")
     derived = hashlib.pbkdf2_hmac("sha256", pin.encode("ascii"), salt, PIN_MASK_ITERATIONS)
     return derived[:KEY_LENGTH]

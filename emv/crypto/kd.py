@@ -29,7 +29,7 @@ def _psn_digits(psn: bytes) -> str:
 
 def _pan_psn(pan: str, psn: bytes) -> str:
     """X of Book 2 A1.4.1: the PAN digits followed by the two PSN digits."""
-    require_digits("pan", pan, PAN_MIN_DIGITS, PAN_MAX_DIGITS)
+    require_digits("pan", pan, PAN_MIN_DIGITS, PAN_MAX_DIGITS, secret=True)
     return pan + _psn_digits(psn)
 
 

@@ -73,7 +73,7 @@ def test_pin_mask_unmasks_only_with_the_right_pin() -> None:
     assert cbp.mask_key(masked, cbp.pin_mask("1234", PAN)) == suk_uv
     assert cbp.mask_key(masked, cbp.pin_mask("1235", PAN)) != suk_uv
     assert cbp.pin_mask("1234", PAN) != cbp.pin_mask("1234", "4761739001010028")
-    with pytest.raises(ValueError, match=r"^pin must contain decimal digits"):
+    with pytest.raises(ValueError, match=r"^pin must contain decimal digits only$"):
         cbp.pin_mask("12a4", PAN)
     with pytest.raises(ValueError, match=r"^pin must be 4 to 12 digits"):
         cbp.pin_mask("123", PAN)
