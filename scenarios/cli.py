@@ -17,12 +17,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TypeAlias
 
 from emv import tags, tlv, trace
 from scenarios import selfcheck
+from scenarios.about import version
+from scenarios.server_cli import ServerSetupError, add_server_commands
 
 __all__ = ["main"]
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (CliError, ValueError, OSError) as err:
+    except (CliError, ServerSetupError, ValueError, OSError) as err:
         print(f"emvtap: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -52,20 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="emvtap",
         description="NFC EMV contactless emulator and test harness.",
     )
-    parser.add_argument("--version", action="version", version=f"emvtap {_version()}")
+    parser.add_argument("--version", action="version", version=f"emvtap {version()}")
     parser.set_defaults(handler=lambda _args: _usage(parser))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_tlv(commands)
     _add_trace(commands)
     _add_selfcheck(commands)
+    add_server_commands(commands)
     return parser
-
-
-def _version() -> str:
-    try:
-        return metadata.version("emvtap")
-    except metadata.PackageNotFoundError:
-        return "(not installed)"
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

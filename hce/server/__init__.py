@@ -1,0 +1,50 @@
+"""The token server: vault, device provisioning, authorisation, reconciliation, audit.
+
+:class:`TokenService` is the domain API over an ``Hsm`` (``hce.hsm``) and a
+:class:`Store` (:class:`SqliteStore` by default); the HTTP API and the CLI are
+thin layers over it. The CBP profile it serves is docs/cbp.md.
+"""
+
+from hce.server.authorisation import Authorisation
+from hce.server.credentials import Principal
+from hce.server.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ServiceError,
+    StoreError,
+    Unauthorised,
+)
+from hce.server.reconciliation import ReconciliationReport
+from hce.server.service import (
+    DeviceRecord,
+    InitSummary,
+    IssuedBatch,
+    ServerConfig,
+    TokenRecord,
+    TokenService,
+)
+from hce.server.store import AuditEntry, SqliteStore, Store
+
+__all__ = [
+    "AuditEntry",
+    "Authorisation",
+    "Conflict",
+    "DeviceRecord",
+    "Forbidden",
+    "InitSummary",
+    "InvalidRequest",
+    "IssuedBatch",
+    "NotFound",
+    "Principal",
+    "ReconciliationReport",
+    "ServerConfig",
+    "ServiceError",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TokenRecord",
+    "TokenService",
+    "Unauthorised",
+]

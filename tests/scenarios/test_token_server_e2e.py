@@ -1,0 +1,245 @@
+"""End to end over the wire: `emvtap server init` and `run` (HTTPS on loopback),
+an admin and an acquirer over HTTP, and a real wallet with a pinned TLS client.
+
+init -> enrol -> register the wallet's device -> provision -> the wallet's key
+makes an ARQC (through emv.crypto) -> POST it -> approved with the right ARPC;
+replay -> "replay"; any flipped byte -> declined; keys exhausted -> the wallet
+refuses, and replenishment restores; 16 concurrent submissions -> one approval;
+and no clear PAN or key in the database or the server's log.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emv import tlv
+from emv.crypto import ac, cbp
+from emv.tlv import Tlv
+from hce.wallet import HttpTokenServer, KeysExhausted, Wallet, WalletFile
+from scenarios.cli import main
+
+FUNDING_PAN = "4000123412341234"
+CVR = bytes(4)
+
+
+@dataclass
+class Server:
+    """A running `emvtap server run` and what `init` printed."""
+
+    url: str
+    directory: Path
+    admin: str
+    pin: bytes
+    context: ssl.SSLContext
+    process: subprocess.Popen[str]
+
+    def call(self, path: str, body: dict[str, Any], credential: str | None) -> tuple[int, Any]:
+        host, port = self.url.removeprefix("https://").split(":")
+        connection = http.client.HTTPSConnection(host, int(port), context=self.context, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if credential:
+            headers["Authorization"] = f"Bearer {credential}"
+        try:
+            connection.request("POST", path, json.dumps(body), headers)
+            answer = connection.getresponse()
+            return answer.status, json.loads(answer.read())
+        finally:
+            connection.close()
+
+    def ok(self, path: str, body: dict[str, Any], credential: str | None) -> Any:
+        status, answer = self.call(path, body, credential)
+        assert status == 200, answer
+        return answer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("server")
+    printed = StringIO()
+    with redirect_stdout(printed):
+        assert main(["server", "init", str(directory), "--tls"]) == 0
+    text = printed.getvalue()
+    admin = re.search(r"admin credential \(shown once\): (\S+)", text)
+    pin = re.search(r"pin for clients: SHA-256 ([0-9A-F]{64})", text)
+    assert admin and pin and "A000000999 99" in text
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scenarios.cli", "server", "run", str(directory), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    banner = process.stderr.readline()
+    found = re.search(r"on (https://127\.0\.0\.1:\d+)", banner)
+    assert found, banner
+    context = ssl.create_default_context(cafile=str(directory / "tls" / "ca.pem"))
+    yield Server(
+        found.group(1), directory, admin.group(1), bytes.fromhex(pin.group(1)), context, process
+    )
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@dataclass
+class Card:
+    """A wallet enrolled for one token, its device credential and the acquirer's."""
+
+    wallet: Wallet
+    client: HttpTokenServer
+    token_pan: str
+    psn: str
+    acquirer: str
+
+
+@pytest.fixture(scope="module")
+def card(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Card:
+    home = tmp_path_factory.mktemp("phone")
+    (home / "secret").write_bytes(bytes(range(32)))
+    wallet = Wallet.register(WalletFile(home / "wallet", home / "secret", "phone-1"))
+    acquirer = server.ok("/v1/credentials", {"role": "acquirer", "name": "pos-1"}, server.admin)
+    token = server.ok("/v1/tokens", {"funding_pan": FUNDING_PAN, "expiry": "2912"}, server.admin)
+    device = server.ok(
+        f"/v1/tokens/{token['token_id']}/devices",
+        {"public_key": wallet.device_point.hex().upper()},
+        server.admin,
+    )
+    wallet.enrol(token["token_pan"], bytes.fromhex(token["token_id"]))
+    client = HttpTokenServer(
+        server.url, device["device_id"], device["credential"], pin_sha256=server.pin
+    )
+    assert wallet.replenish_if_low(client, threshold=1, count=2) > 0
+    return Card(wallet, client, token["token_pan"], token["psn"], acquirer["credential"])
+
+
+def _tap(card: Card, amount: int) -> tuple[bytes, bytes, bytes]:
+    """One CBP-V tap: the ICC data a terminal would send, the LUK session key and the ARQC."""
+    grant = card.wallet.take_luk(amount)
+    data = ac.CryptogramData(
+        amount_authorised=bytes.fromhex(f"{amount:012d}"),
+        amount_other=bytes(6),
+        terminal_country_code=bytes.fromhex("0826"),
+        tvr=bytes(5),
+        transaction_currency_code=bytes.fromhex("0826"),
+        transaction_date=bytes.fromhex("261126"),
+        transaction_type=b"\x00",
+        unpredictable_number=bytes.fromhex("5A1B3C4D"),
+        aip=bytes.fromhex("2020"),
+        atc=grant.atc,
+    )
+    cryptogram = grant.cryptogram(data, CVR)
+    p = Tlv.primitive
+    icc_data = tlv.encode(
+        [
+            p(0x5A, bytes.fromhex(card.token_pan)),
+            p(0x5F34, bytes.fromhex(card.psn)),
+            p(0x9F26, cryptogram.arqc),
+            p(0x9F27, b"\x80"),
+            p(0x9F36, data.atc),
+            p(0x9F10, cryptogram.iad),
+            p(0x9F02, data.amount_authorised),
+            p(0x9F03, data.amount_other),
+            p(0x9F1A, data.terminal_country_code),
+            p(0x95, data.tvr),
+            p(0x5F2A, data.transaction_currency_code),
+            p(0x9A, data.transaction_date),
+            p(0x9C, data.transaction_type),
+            p(0x9F37, data.unpredictable_number),
+            p(0x82, data.aip),
+        ]
+    )
+    return icc_data, cbp.cbp_v_session_key(grant.key, grant.atc), cryptogram.arqc
+
+
+def _authorise(server: Server, card: Card, icc_data: bytes) -> dict[str, Any]:
+    return dict(
+        server.ok("/v1/authorisations", {"icc_data": icc_data.hex().upper()}, card.acquirer)
+    )
+
+
+def test_approved_with_a_correct_arpc_then_replay_declined(server: Server, card: Card) -> None:
+    icc_data, session_key, arqc = _tap(card, 1500)
+    answer = _authorise(server, card, icc_data)
+    assert (answer["decision"], answer["reason"], answer["arc"]) == ("approved", "approved", "3030")
+    expected = ac.generate_arpc_1(session_key, arqc, bytes.fromhex("3030"))
+    assert bytes.fromhex(answer["arpc"]) == expected
+    again = _authorise(server, card, icc_data)
+    assert (again["decision"], again["reason"]) == ("declined", "replay")
+
+
+def _value_positions(icc_data: bytes) -> list[int]:
+    """Offsets of every value byte (not tags or lengths) of the ICC data objects."""
+    positions = []
+    for obj in tlv.decode(icc_data):
+        end = obj.offset + len(obj.to_bytes())
+        positions.extend(range(end - len(obj.value), end))
+    return positions
+
+
+def test_every_flipped_byte_is_declined(server: Server, card: Card) -> None:
+    icc_data, _, _ = _tap(card, 700)
+    positions = _value_positions(icc_data)
+    assert len(positions) == sum(len(obj.value) for obj in tlv.decode(icc_data)) == 62
+    for position in positions:
+        flipped = bytearray(icc_data)
+        flipped[position] ^= 0x01
+        status, answer = server.call(
+            "/v1/authorisations", {"icc_data": bytes(flipped).hex().upper()}, card.acquirer
+        )
+        assert status != 200 or answer["decision"] == "declined", (position, answer)
+    assert _authorise(server, card, icc_data)["decision"] == "approved"
+
+
+def test_sixteen_concurrent_submissions_one_approval(server: Server, card: Card) -> None:
+    icc_data, _, _ = _tap(card, 300)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda _: _authorise(server, card, icc_data), range(16)))
+    decisions = sorted((a["decision"], a["reason"]) for a in answers)
+    assert decisions == [("approved", "approved")] + [("declined", "replay")] * 15
+
+
+def test_exhausted_keys_refused_then_replenished(server: Server, card: Card) -> None:
+    with pytest.raises(KeysExhausted):
+        while True:
+            icc_data, _, _ = _tap(card, 100)
+            assert _authorise(server, card, icc_data)["decision"] == "approved"
+    assert card.wallet.replenish_if_low(card.client, threshold=1, count=1) > 0
+    icc_data, _, _ = _tap(card, 100)
+    assert _authorise(server, card, icc_data)["decision"] == "approved"
+
+
+def test_a_device_cannot_fetch_another_devices_keys(server: Server, card: Card) -> None:
+    other = "00" * 32
+    status, answer = server.call(
+        f"/v1/devices/{other}/batches", {"kind": "LUK", "count": 1}, card.client._credential
+    )
+    assert status in (403, 404), answer
+    status, _ = server.call("/v1/authorisations", {"icc_data": "00"}, None)
+    assert status == 401
+
+
+def test_no_clear_pan_or_key_in_the_database_or_the_log(server: Server, card: Card) -> None:
+    icc_data, session_key, _ = _tap(card, 50)
+    _authorise(server, card, icc_data)
+    server.process.terminate()
+    _, log = server.process.communicate(timeout=30)
+    database = b"".join(p.read_bytes() for p in server.directory.glob("store.sqlite*"))
+    master = (server.directory / "master.key").read_text().strip()
+    secrets_ = [FUNDING_PAN, card.token_pan, server.admin, card.acquirer, master]
+    for secret in secrets_:
+        assert secret.encode() not in database and secret not in log
+    for raw in (bytes.fromhex(FUNDING_PAN), bytes.fromhex(card.token_pan), session_key):
+        assert raw not in database and raw.hex().upper() not in log and raw.hex() not in log
+    assert "POST /v1/authorisations 200" in log
