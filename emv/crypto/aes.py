@@ -18,6 +18,14 @@ def encrypt_aes_ecb(key: bytes, data: bytes) -> bytes:
     return encryptor.update(data) + encryptor.finalize()
 
 
+def decrypt_aes_ecb(key: bytes, data: bytes) -> bytes:
+    """Decipher ``data`` (whole 16-byte blocks) with AES in ECB mode (FIPS 197)."""
+    require_length("key", key, 16, 24, 32)
+    require_blocks("data", data, BLOCK_SIZE)
+    decryptor = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+    return decryptor.update(data) + decryptor.finalize()
+
+
 def kcv(key: bytes, length: int = 3) -> bytes:
     """AES key check value: the leftmost ``length`` bytes of AES-ECB of a zero block
     (the customary check value for AES keys, as for DES in ANSI X9.24-1)."""

@@ -8,7 +8,7 @@ side inside), the wallet (the card side) and the tests:
   Option A gives MK-AC; the diversification reuses its last step):
   :func:`derive_luk` (Visa-like, by key index), :func:`derive_suk` and
   :func:`derive_suk_uv` (Mastercard-like, one per ATC);
-* the key index, the PIN mask of the user-verified key;
+* the key index, the PIN key that masks the user-verified key;
 * the Issuer Application Data of the two cryptogram versions and the cryptograms
   themselves (EMV Book 2 §8.1 with the session key of Annex A1.3.1 for CBP-V).
 """
@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from emv.crypto import ac, des, kd, mac
+from emv.crypto import ac, aes, des, kd, mac
 from emv.crypto._checks import require_digits, require_length
 
 __all__ = [
@@ -45,11 +45,12 @@ __all__ = [
     "diversify_cbp_key",
     "mask_key",
     "parse_iad",
-    "pin_mask",
+    "pin_key",
+    "unmask_key",
 ]
 
-PIN_MASK_ITERATIONS = 10_000
-PIN_MASK_SALT = b"emvtap-cbp-pin/1"
+PIN_KEY_ITERATIONS = 10_000
+PIN_KEY_SALT = b"emvtap-cbp-pin/1"
 KEY_LENGTH = 16
 
 CVR_CDCVM_PERFORMED = 0x80
@@ -133,20 +134,28 @@ def chain_log_mac(log_key: bytes, previous: bytes, entry: bytes) -> bytes:
     return mac.mac_iso9797_1_alg3(log_key, previous + entry, padding=2)
 
 
-def pin_mask(pin: str, pan: str) -> bytes:
-    """16 bytes of PBKDF2-HMAC-SHA256(PIN, "emvtap-cbp-pin/1" || PAN, 10,000 iterations)."""
+def pin_key(pin: str, pan: str) -> bytes:
+    """The 32-byte PIN key: PBKDF2-HMAC-SHA256(PIN, "emvtap-cbp-pin/1" || PAN, 10,000
+    iterations) (docs/cbp.md "PIN key")."""
     require_digits("pin", pin, 4, 12, secret=True)
     require_digits("pan", pan, kd.PAN_MIN_DIGITS, kd.PAN_MAX_DIGITS, secret=True)
-    salt = PIN_MASK_SALT + pan.encode("ascii")
-    derived = hashlib.pbkdf2_hmac("sha256", pin.encode("ascii"), salt, PIN_MASK_ITERATIONS)
-    return derived[:KEY_LENGTH]
+    salt = PIN_KEY_SALT + pan.encode("ascii")
+    return hashlib.pbkdf2_hmac("sha256", pin.encode("ascii"), salt, PIN_KEY_ITERATIONS)
 
 
-def mask_key(key: bytes, mask: bytes) -> bytes:
-    """``key xor mask``: masks an SUK-UV, and unmasks it again."""
+def mask_key(key: bytes, pin_key: bytes) -> bytes:
+    """The masked SUK-UV: AES-256-ECB(PIN key)[SUK-UV], one block. Without an
+    integrity check a wrong PIN yields a wrong key, not an error: no offline PIN oracle."""
     require_length("key", key, KEY_LENGTH)
-    require_length("mask", mask, KEY_LENGTH)
-    return bytes(a ^ b for a, b in zip(key, mask, strict=True))
+    require_length("pin_key", pin_key, 32)
+    return aes.encrypt_aes_ecb(pin_key, key)
+
+
+def unmask_key(masked: bytes, pin_key: bytes) -> bytes:
+    """The SUK-UV back from its masked form, with the PIN the user entered."""
+    require_length("masked", masked, KEY_LENGTH)
+    require_length("pin_key", pin_key, 32)
+    return aes.decrypt_aes_ecb(pin_key, masked)
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,36 @@
 """Key batches for one device, and the envelope that only that device opens (docs/cbp.md).
 
 The token server hands limited-use keys to a phone in a *batch*: BER-TLV with
-emvtap's private tags, one template per key, sealed in an *envelope*:
+emvtap's private tags, one template per key, sealed in an *envelope* (v2):
 
-    Z    = ECDH P-256 (ephemeral server key, device key)
-    KEK  = HKDF-SHA256(Z, salt = '', info = "emvtap-cbp-wrap/1" || E || D)   (32 bytes)
-    env  = "ECW1" || E || nonce || AES-256-GCM(KEK, nonce, batch, aad = header)
+    Z       = ECDH P-256 (ephemeral server key, device key), used as an AES-256 key
+    h       = SHA-256("emvtap-cbp-wrap/2" || E || D)
+    KEK     = AES-256-ECB(Z)['01' || h[0:15] || '02' || h[0:15]]
+    KMAC    = AES-256-ECB(Z)['03' || h[0:15] || '04' || h[0:15]]
+    payload = the batch with every key value (tag C3) replaced by AES-KWP(KEK, value)
+    tag     = AES-CMAC(KMAC, header || payload)
+    env     = "ECW2" || E || tag || payload
 
-E and D are the uncompressed public points (65 bytes). The header travels in
-clear and is authenticated: it binds the batch to its id, token and device.
-Randomness (the ephemeral key, the nonce) is passed in: this module is pure.
+E and D are the uncompressed public points (65 bytes). Every step is a PKCS#11
+mechanism a token has (ECDH1_DERIVE, AES_ECB_ENCRYPT_DATA, AES_KEY_WRAP_PAD,
+AES_CMAC), so an HSM builds the envelope without a key leaving it in clear.
+The header travels in clear and is authenticated: it binds the batch to its id,
+token and device. The ephemeral key is passed in: this module is pure.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from emv import tlv
+from emv.crypto import aes, mac
 from emv.tlv import Tlv
 
 __all__ = [
@@ -33,18 +38,22 @@ __all__ = [
     "BatchKey",
     "BatchKind",
     "WrapError",
+    "assemble_envelope",
     "decode_batch",
     "device_fingerprint",
     "encode_batch",
+    "envelope_key_data",
     "public_point",
     "unwrap_batch",
     "wrap_batch",
 ]
 
-MAGIC = b"ECW1"
+MAGIC = b"ECW2"
 POINT_LENGTH = 65
-NONCE_LENGTH = 12
-HKDF_INFO = b"emvtap-cbp-wrap/1"
+TAG_LENGTH = 16
+KEY_LENGTH = 16
+WRAPPED_KEY_LENGTH = 24  # RFC 5649 wrapping of a 16-byte key
+KDF_LABEL = b"emvtap-cbp-wrap/2"
 
 # emvtap private tags (context-specific class, docs/cbp.md "The batch").
 TAG_HEADER, TAG_KEY = 0xE0, 0xE1
@@ -105,7 +114,7 @@ class BatchKey:
         )
 
     @classmethod
-    def from_tlv(cls, number: int, template: Tlv) -> BatchKey:
+    def from_tlv(cls, number: int, template: Tlv, value_length: int = KEY_LENGTH) -> BatchKey:
         where = f"batch key {number}"
         fields = tlv.index([template])
         kind, ident, value, count, amount, expiry = (
@@ -113,7 +122,7 @@ class BatchKey:
             for tag, length in (
                 (TAG_KIND, 1),
                 (TAG_IDENT, 4),
-                (TAG_VALUE, 16),
+                (TAG_VALUE, value_length),
                 (TAG_MAX_TRANSACTIONS, 2),
                 (TAG_MAX_AMOUNT, 6),
                 (TAG_EXPIRY, 3),
@@ -151,8 +160,9 @@ def encode_batch(keys: Sequence[BatchKey]) -> bytes:
     return tlv.encode(key.to_tlv() for key in keys)
 
 
-def decode_batch(data: bytes) -> list[BatchKey]:
-    """The keys of a batch plaintext; :class:`WrapError` names the key and tag at fault."""
+def decode_batch(data: bytes, value_length: int = KEY_LENGTH) -> list[BatchKey]:
+    """The keys of a batch (clear values of ``value_length`` bytes, or wrapped ones in
+    an envelope's payload); :class:`WrapError` names the key and tag at fault."""
     try:
         objects = tlv.decode(data)
     except tlv.TlvError as err:
@@ -161,7 +171,7 @@ def decode_batch(data: bytes) -> list[BatchKey]:
     for number, obj in enumerate(objects, 1):
         if obj.tag != TAG_KEY:
             raise WrapError(f"batch: object {number} has tag {tlv.tag_hex(obj.tag)}, expected E1")
-        keys.append(BatchKey.from_tlv(number, obj))
+        keys.append(BatchKey.from_tlv(number, obj, value_length))
     return keys
 
 
@@ -208,11 +218,22 @@ class BatchHeader:
 # --- the envelope --------------------------------------------------------------------------
 
 
-def _kek(shared: bytes, ephemeral: bytes, device: bytes) -> bytes:
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO + ephemeral + device
-    )
-    return hkdf.derive(shared)
+def envelope_key_data(ephemeral_point: bytes, device_point: bytes) -> tuple[bytes, bytes]:
+    """The 32-byte inputs that AES-256-ECB under Z turns into KEK and KMAC."""
+    h = hashlib.sha256(KDF_LABEL + ephemeral_point + device_point).digest()[:15]
+    return b"\x01" + h + b"\x02" + h, b"\x03" + h + b"\x04" + h
+
+
+def _envelope_keys(
+    shared: bytes, ephemeral_point: bytes, device_point: bytes
+) -> tuple[bytes, bytes]:
+    kek_data, kmac_data = envelope_key_data(ephemeral_point, device_point)
+    return aes.encrypt_aes_ecb(shared, kek_data), aes.encrypt_aes_ecb(shared, kmac_data)
+
+
+def assemble_envelope(ephemeral_point: bytes, tag: bytes, payload: bytes) -> bytes:
+    """``"ECW2" || E || tag || payload``."""
+    return MAGIC + ephemeral_point + tag + payload
 
 
 def _load_point(point: bytes, what: str) -> ec.EllipticCurvePublicKey:
@@ -225,36 +246,41 @@ def _load_point(point: bytes, what: str) -> ec.EllipticCurvePublicKey:
 
 
 def wrap_batch(
-    device_point: bytes,
-    header: bytes,
-    batch: bytes,
-    *,
-    ephemeral_key: ec.EllipticCurvePrivateKey,
-    nonce: bytes,
+    device_point: bytes, header: bytes, batch: bytes, *, ephemeral_key: ec.EllipticCurvePrivateKey
 ) -> bytes:
-    """Seal ``batch`` for the device whose public point is ``device_point``."""
-    if len(nonce) != NONCE_LENGTH:
-        raise WrapError(f"nonce: expected {NONCE_LENGTH} bytes, got {len(nonce)}")
+    """Seal the clear ``batch`` for the device whose public point is ``device_point``."""
     device_key = _load_point(device_point, "device public key")
     ephemeral = public_point(ephemeral_key.public_key())
-    shared = ephemeral_key.exchange(ec.ECDH(), device_key)
-    sealed = AESGCM(_kek(shared, ephemeral, device_point)).encrypt(nonce, batch, header)
-    return MAGIC + ephemeral + nonce + sealed
+    kek, kmac = _envelope_keys(
+        ephemeral_key.exchange(ec.ECDH(), device_key), ephemeral, device_point
+    )
+    sealed = [
+        replace(key, value=keywrap.aes_key_wrap_with_padding(kek, key.value))
+        for key in decode_batch(batch)
+    ]
+    payload = encode_batch(sealed)
+    return assemble_envelope(ephemeral, mac.aes_cmac(kmac, header + payload), payload)
 
 
 def unwrap_batch(device_key: ec.EllipticCurvePrivateKey, envelope: bytes, header: bytes) -> bytes:
-    """Open an envelope with the device's private key; :class:`WrapError` if it is not ours,
-    was altered, or was sealed under another header."""
-    fixed = len(MAGIC) + POINT_LENGTH + NONCE_LENGTH
-    if len(envelope) < fixed + 16 or not envelope.startswith(MAGIC):
-        raise WrapError("envelope: not an emvtap ECW1 envelope (bad magic or too short)")
+    """Open an envelope with the device's private key: the clear batch. :class:`WrapError`
+    if it is not ours, was altered, or was sealed under another header."""
+    fixed = len(MAGIC) + POINT_LENGTH + TAG_LENGTH
+    if len(envelope) < fixed or not envelope.startswith(MAGIC):
+        raise WrapError("envelope: not an emvtap ECW2 envelope (bad magic or too short)")
     ephemeral = envelope[len(MAGIC) : len(MAGIC) + POINT_LENGTH]
-    nonce = envelope[len(MAGIC) + POINT_LENGTH : fixed]
+    tag, payload = envelope[len(MAGIC) + POINT_LENGTH : fixed], envelope[fixed:]
     shared = device_key.exchange(ec.ECDH(), _load_point(ephemeral, "envelope ephemeral key"))
-    device = public_point(device_key.public_key())
-    try:
-        return AESGCM(_kek(shared, ephemeral, device)).decrypt(nonce, envelope[fixed:], header)
-    except InvalidTag:
+    kek, kmac = _envelope_keys(shared, ephemeral, public_point(device_key.public_key()))
+    if not hmac.compare_digest(mac.aes_cmac(kmac, header + payload), tag):
         raise WrapError(
             "envelope: authentication failed (another device's batch, or altered in transit)"
-        ) from None
+        )
+    try:
+        keys = [
+            replace(key, value=keywrap.aes_key_unwrap_with_padding(kek, key.value))
+            for key in decode_batch(payload, WRAPPED_KEY_LENGTH)
+        ]
+    except keywrap.InvalidUnwrap:
+        raise WrapError("envelope: a key does not unwrap under the envelope's KEK") from None
+    return encode_batch(keys)

@@ -193,9 +193,10 @@ class Hsm(Protocol):
         *,
         device_point: bytes,
         header: bytes,
-        pin_mask: bytes | None = None,
+        pin_key: bytes | None = None,
     ) -> bytes:
-        """Derive ``keys`` inside, mask any SUK-UV with ``pin_mask``, encode the batch
+        """Derive ``keys`` inside, mask any SUK-UV with ``pin_key`` (emv.crypto.cbp.mask_key),
+        encode the batch
         and seal it for ``device_point`` (``emv.crypto.wrap``): the envelope is the
         only way key material leaves an HSM."""
         ...

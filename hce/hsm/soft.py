@@ -297,19 +297,18 @@ class SoftHsm:
         *,
         device_point: bytes,
         header: bytes,
-        pin_mask: bytes | None = None,
+        pin_key: bytes | None = None,
     ) -> bytes:
         """Derive, mask, encode and seal a batch (docs/cbp.md "The batch and its envelope")
         with a fresh ephemeral P-256 key and a random nonce."""
         issuer_key = self._secret("wrap_batch", imk, (KeyKind.DES2,)).value
         with _refusing_bad_input("wrap_batch", imk):
-            batch = [_batch_key(issuer_key, imk, icc, request, pin_mask) for request in keys]
+            batch = [_batch_key(issuer_key, imk, icc, request, pin_key) for request in keys]
             return wrap.wrap_batch(
                 device_point,
                 header,
                 wrap.encode_batch(batch),
                 ephemeral_key=ec.generate_private_key(ec.SECP256R1()),
-                nonce=os.urandom(wrap.NONCE_LENGTH),
             )
 
     # --- RSA ------------------------------------------------------------------------------
@@ -356,14 +355,14 @@ def _batch_key(
     imk: str,
     icc: IccMaster,
     request: BatchRequest,
-    pin_mask: bytes | None,
+    pin_key: bytes | None,
 ) -> wrap.BatchKey:
     """One batch entry: the CBP key, masked with the PIN mask if it is an SUK-UV."""
     value = _walk(issuer_key, KeyPath(imk, icc, request.key))
     if request.key.kind is BatchKind.SUK_UV:
-        if pin_mask is None:
-            raise HsmError("wrap_batch: an SUK-UV is only handed out masked: give pin_mask")
-        value = cbp.mask_key(value, pin_mask)
+        if pin_key is None:
+            raise HsmError("wrap_batch: an SUK-UV is only handed out masked: give pin_key")
+        value = cbp.mask_key(value, pin_key)
     return wrap.BatchKey(
         request.key.kind,
         request.key.ident,

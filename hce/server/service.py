@@ -575,7 +575,7 @@ class TokenService:
             requests,
             device_point=device.public_point,
             header=header.to_bytes(),
-            pin_mask=None if pin is None else cbp.pin_mask(pin, pan),
+            pin_key=None if pin is None else cbp.pin_key(pin, pan),
         )
 
     # --- authorisation ---------------------------------------------------------------------

@@ -231,7 +231,7 @@ class Wallet:
 
     def take_suk(self, amount: int, pin: str | None = None) -> SukGrant:
         """CBP-M: the single-use key of the next ATC that has one; with ``pin`` the SUK-UV,
-        unmasked with :func:`emv.crypto.cbp.pin_mask` (a wrong PIN gives a wrong key that
+        unmasked with :func:`emv.crypto.cbp.pin_key` (a wrong PIN gives a wrong key that
         fails online). Keys of the ATCs passed over are dropped."""
         if pin is not None and not (
             pin.isascii() and pin.isdigit() and PIN_DIGITS[0] <= len(pin) <= PIN_DIGITS[1]
@@ -253,7 +253,7 @@ class Wallet:
         if pin is None:
             return SukGrant(chosen.key, MKeyType.SUK, _atc(chosen.atc), amount)
         assert self._state.token_pan is not None  # enrolled before any key was loaded
-        key = cbp.mask_key(chosen.key, cbp.pin_mask(pin, self._state.token_pan))
+        key = cbp.unmask_key(chosen.key, cbp.pin_key(pin, self._state.token_pan))
         return SukGrant(key, MKeyType.SUK_UV, _atc(chosen.atc), amount)
 
     @staticmethod

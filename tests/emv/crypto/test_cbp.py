@@ -3,7 +3,10 @@ IAD layouts and cryptograms, checked against pyemv's primitives as an oracle."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 from pyemv import ac as pyemv_ac
@@ -66,17 +69,23 @@ def test_key_index() -> None:
         KeyIndex.from_bytes(b"\x00")
 
 
-def test_pin_mask_unmasks_only_with_the_right_pin() -> None:
+def test_pin_key_unmasks_only_with_the_right_pin() -> None:
     suk_uv = cbp.derive_suk_uv(MK, b"\x00\x11")
-    masked = cbp.mask_key(suk_uv, cbp.pin_mask("1234", PAN))
+    masked = cbp.mask_key(suk_uv, cbp.pin_key("1234", PAN))
     assert masked != suk_uv
-    assert cbp.mask_key(masked, cbp.pin_mask("1234", PAN)) == suk_uv
-    assert cbp.mask_key(masked, cbp.pin_mask("1235", PAN)) != suk_uv
-    assert cbp.pin_mask("1234", PAN) != cbp.pin_mask("1234", "4761739001010028")
+    assert cbp.unmask_key(masked, cbp.pin_key("1234", PAN)) == suk_uv
+    assert cbp.unmask_key(masked, cbp.pin_key("1235", PAN)) != suk_uv
+    assert cbp.pin_key("1234", PAN) != cbp.pin_key("1234", "4761739001010028")
+    # the profile's PIN key, written with the standard library's PBKDF2 as the oracle
+    salt = b"emvtap-cbp-pin/1" + PAN.encode()
+    assert cbp.pin_key("1234", PAN) == hashlib.pbkdf2_hmac("sha256", b"1234", salt, 10_000)
+    # the mask is one AES-256-ECB block, checked with pyemv-independent cryptography
+    encryptor = Cipher(algorithms.AES(cbp.pin_key("1234", PAN)), modes.ECB()).encryptor()
+    assert masked == encryptor.update(suk_uv) + encryptor.finalize()
     with pytest.raises(ValueError, match=r"^pin must contain decimal digits only$"):
-        cbp.pin_mask("12a4", PAN)
+        cbp.pin_key("12a4", PAN)
     with pytest.raises(ValueError, match=r"^pin must be 4 to 12 digits"):
-        cbp.pin_mask("123", PAN)
+        cbp.pin_key("123", PAN)
 
 
 def test_iad_layouts_round_trip_and_reject_garbage() -> None:
@@ -137,8 +146,10 @@ def test_bad_arguments_name_the_parameter() -> None:
         cbp.diversify_cbp_key(MK, KeyDomain.LUK, bytes(3))
     with pytest.raises(ValueError, match=r"^atc must be 2"):
         cbp.derive_suk(MK, bytes(3))
-    with pytest.raises(ValueError, match=r"^mask must be 16"):
+    with pytest.raises(ValueError, match=r"^pin_key must be 32"):
         cbp.mask_key(MK, bytes(8))
+    with pytest.raises(ValueError, match=r"^masked must be 16"):
+        cbp.unmask_key(bytes(8), bytes(32))
 
 
 def test_log_chain_detects_removal_reordering_and_change() -> None:

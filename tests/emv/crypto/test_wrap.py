@@ -30,7 +30,6 @@ def _seal(batch: bytes, header: bytes = HEADER.to_bytes()) -> bytes:
         header,
         batch,
         ephemeral_key=ec.generate_private_key(ec.SECP256R1()),
-        nonce=bytes(12),
     )
 
 
@@ -43,7 +42,7 @@ def test_only_the_device_opens_its_envelope() -> None:
     batch = wrap.encode_batch(KEYS)
     envelope = _seal(batch)
     assert wrap.unwrap_batch(DEVICE, envelope, HEADER.to_bytes()) == batch
-    assert batch not in envelope
+    assert all(key.value not in envelope for key in KEYS)
     with pytest.raises(WrapError, match="authentication failed"):
         wrap.unwrap_batch(OTHER_DEVICE, envelope, HEADER.to_bytes())
 
@@ -68,10 +67,10 @@ def test_any_altered_byte_is_detected(data: st.DataObject) -> None:
 @pytest.mark.parametrize(
     ("envelope", "message"),
     [
-        (b"XXXX" + bytes(100), "not an emvtap ECW1 envelope"),
-        (b"ECW1" + bytes(10), "too short"),
-        (b"ECW1" + b"\x04" + bytes(64) + bytes(12) + bytes(32), "not a point on P-256"),
-        (b"ECW1" + b"\x02" + bytes(64) + bytes(12) + bytes(32), "uncompressed P-256 point"),
+        (b"XXXX" + bytes(100), "not an emvtap ECW2 envelope"),
+        (b"ECW2" + bytes(10), "too short"),
+        (b"ECW2" + b"\x04" + bytes(64) + bytes(16) + bytes(32), "not a point on P-256"),
+        (b"ECW2" + b"\x02" + bytes(64) + bytes(16) + bytes(32), "uncompressed P-256 point"),
     ],
 )
 def test_malformed_envelopes(envelope: bytes, message: str) -> None:
@@ -80,10 +79,38 @@ def test_malformed_envelopes(envelope: bytes, message: str) -> None:
 
 
 def test_wrap_checks_its_inputs() -> None:
-    with pytest.raises(WrapError, match="nonce"):
-        wrap.wrap_batch(DEVICE_POINT, b"", b"", ephemeral_key=DEVICE, nonce=bytes(8))
     with pytest.raises(WrapError, match="device public key"):
-        wrap.wrap_batch(bytes(65), b"", b"", ephemeral_key=DEVICE, nonce=bytes(12))
+        wrap.wrap_batch(bytes(65), b"", b"", ephemeral_key=DEVICE)
+
+
+def test_the_envelope_is_built_from_token_mechanisms() -> None:
+    """docs/cbp.md v2, recomputed step by step with cryptography's primitives: ECDH,
+    AES-ECB key derivation, RFC 5649 key wrap, AES-CMAC (RFC 4493)."""
+    from cryptography.hazmat.primitives import cmac, hashes, keywrap  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: PLC0415
+
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    header = HEADER.to_bytes()
+    envelope = wrap.wrap_batch(
+        DEVICE_POINT, header, wrap.encode_batch(KEYS), ephemeral_key=ephemeral
+    )
+    point = wrap.public_point(ephemeral.public_key())
+    assert envelope[:4] == b"ECW2" and envelope[4:69] == point
+    z = ephemeral.exchange(ec.ECDH(), DEVICE.public_key())
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(b"emvtap-cbp-wrap/2" + point + DEVICE_POINT)
+    h = digest.finalize()[:15]
+    ecb = Cipher(algorithms.AES(z), modes.ECB()).encryptor()
+    kek = ecb.update(b"\x01" + h + b"\x02" + h)
+    kmac = ecb.update(b"\x03" + h + b"\x04" + h)
+    payload = envelope[85:]
+    signer = cmac.CMAC(algorithms.AES(kmac))
+    signer.update(header + payload)
+    assert envelope[69:85] == signer.finalize()
+    sealed = wrap.decode_batch(payload, wrap.WRAPPED_KEY_LENGTH)
+    assert [keywrap.aes_key_unwrap_with_padding(kek, k.value) for k in sealed] == [
+        k.value for k in KEYS
+    ]
 
 
 @pytest.mark.parametrize(

@@ -309,7 +309,7 @@ def test_malformed_input_is_an_hsm_error_without_key_values(
 
 # --- device batches ---------------------------------------------------------------------
 
-PIN_MASK = cbp.pin_mask("1234", PAN)
+PIN_KEY = cbp.pin_key("1234", PAN)
 REQUESTS = [
     BatchRequest(LUK, max_transactions=10, max_amount=50_000, expiry_hour=60_024),
     BatchRequest(SUK, max_transactions=1, max_amount=999_999_999_999, expiry_hour=60_100),
@@ -324,7 +324,7 @@ def _header(batch_id: bytes = b"batch-01", device: bytes = FINGERPRINT) -> bytes
 
 def _wrap(hsm: Hsm, header: bytes) -> bytes:
     return hsm.wrap_batch(
-        "imk", ICC_A, REQUESTS, device_point=DEVICE_POINT, header=header, pin_mask=PIN_MASK
+        "imk", ICC_A, REQUESTS, device_point=DEVICE_POINT, header=header, pin_key=PIN_KEY
     )
 
 
@@ -335,7 +335,7 @@ def test_wrap_batch_opens_to_the_pure_keys(issuer: Hsm) -> None:
     values = [
         cbp.derive_luk(mk, KEY_INDEX),
         cbp.derive_suk(mk, ATC),
-        cbp.mask_key(cbp.derive_suk_uv(mk, ATC), PIN_MASK),
+        cbp.mask_key(cbp.derive_suk_uv(mk, ATC), PIN_KEY),
         cbp.derive_log_key(mk, FINGERPRINT),
     ]
     assert keys == [
@@ -368,7 +368,7 @@ def test_every_envelope_is_sealed_afresh(issuer: Hsm) -> None:
 
 
 def test_wrap_batch_hands_out_an_suk_uv_only_masked(issuer: Hsm) -> None:
-    with pytest.raises(HsmError, match="pin_mask"):
+    with pytest.raises(HsmError, match="pin_key"):
         issuer.wrap_batch("imk", ICC_A, REQUESTS, device_point=DEVICE_POINT, header=_header())
 
 

@@ -205,7 +205,7 @@ def tap_m(card: Card, atc: int, amount: int = 1_000, *, pin: str | None = None) 
         key, key_type = card.key(BatchKind.SUK, atc).value, cbp.MKeyType.SUK
     else:
         masked = card.key(BatchKind.SUK_UV, atc).value
-        key = cbp.mask_key(masked, cbp.pin_mask(pin, card.token_pan))
+        key = cbp.unmask_key(masked, cbp.pin_key(pin, card.token_pan))
         key_type = cbp.MKeyType.SUK_UV
     data = terminal_data(atc, amount)
     iad = cbp.CbpMIad(key_type, bytes(4))

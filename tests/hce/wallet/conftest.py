@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -56,7 +55,7 @@ class Issuer:
     def suks(atcs: Iterable[int], max_amount: int = 10_000) -> list[BatchKey]:
         """The SUK and the PIN-masked SUK-UV of each ATC."""
         keys = []
-        mask = cbp.pin_mask(PIN, PAN)
+        mask = cbp.pin_key(PIN, PAN)
         for atc in atcs:
             atc_bytes = atc.to_bytes(2, "big")
             ident = b"\x00\x00" + atc_bytes
@@ -88,7 +87,6 @@ class Issuer:
             header,
             wrap.encode_batch(keys),
             ephemeral_key=ec.generate_private_key(ec.SECP256R1()),
-            nonce=os.urandom(12),
         )
         return header, envelope
 
