@@ -182,3 +182,27 @@ def test_console_script_runs() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "offset 0" in result.stderr
+
+
+def test_server_help_lists_every_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    from hce.server.api import ROUTES  # noqa: PLC0415
+
+    with pytest.raises(SystemExit):
+        main(["server", "--help"])
+    out = capsys.readouterr().out
+    for route in ROUTES:
+        assert route.path in out and route.summary in out
+    assert "/v1/openapi.json" in out
+
+
+def test_server_openapi_prints_the_document(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["server", "openapi"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["openapi"].startswith("3.1") and "/v1/authorisations" in document["paths"]
+
+
+def test_server_commands_refuse_a_non_server_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["server", "run", str(tmp_path)]) == 2
+    assert "is not a server directory" in capsys.readouterr().err
