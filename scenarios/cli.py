@@ -18,17 +18,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias
 
 from emv import tags, tlv, trace
 from scenarios import selfcheck
 from scenarios.about import version
 from scenarios.server_cli import ServerSetupError, add_server_commands
+from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, usage
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 class CliError(Exception):
@@ -54,28 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         description="NFC EMV contactless emulator and test harness.",
     )
     parser.add_argument("--version", action="version", version=f"emvtap {version()}")
-    parser.set_defaults(handler=lambda _args: _usage(parser))
+    parser.set_defaults(handler=lambda _args: usage(parser))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_tlv(commands)
     _add_trace(commands)
     _add_selfcheck(commands)
     add_server_commands(commands)
     return parser
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
-
-
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-def _command_group(commands: Subcommands, name: str, summary: str) -> Subcommands:
-    """A command with subcommands of its own; alone, it prints its help."""
-    group = commands.add_parser(name, help=summary, description=f"{summary}.")
-    group.set_defaults(handler=lambda _args: _usage(group))
-    return group.add_subparsers(title="commands", metavar="COMMAND")
 
 
 def _mask_option(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +74,7 @@ def _mask_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tlv(commands: Subcommands) -> None:
-    sub = _command_group(commands, "tlv", "BER-TLV tools")
+    sub = command_group(commands, "tlv", "BER-TLV tools")
     decode = sub.add_parser(
         "decode",
         help="decode BER-TLV hex into a named tree",
@@ -132,7 +116,7 @@ def _hex_argument(text: str) -> bytes:
 
 
 def _add_trace(commands: Subcommands) -> None:
-    sub = _command_group(commands, "trace", "APDU trace tools")
+    sub = command_group(commands, "trace", "APDU trace tools")
     show = sub.add_parser(
         "show",
         help="print a JSON-lines trace as a decoded transcript",

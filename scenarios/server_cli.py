@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 from hce.hsm.keyfile import MASTER_KEY_ENV, read_master_key
 from hce.hsm.soft import SoftHsm
@@ -36,10 +36,10 @@ from hce.server.service import TokenService
 from hce.server.store import SqliteStore
 from hce.server.tls import make_test_pki
 from scenarios.about import version
+from scenarios.subcommands import Subcommands, command_group
 
 __all__ = ["add_server_commands"]
 
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 CONFIG = "server.json"
 MASTER_KEY = "master.key"
 KEY_FILE = "hsm.keys"
@@ -102,16 +102,15 @@ def _endpoints() -> str:
 
 def add_server_commands(commands: Subcommands) -> None:
     """Register ``emvtap server init|run|openapi``."""
-    group = commands.add_parser(
+    sub = command_group(
+        commands,
         "server",
-        help="the token server: init, run, openapi",
+        "the token server: init, run, openapi",
         description="The emvtap token server: an HSM-backed cloud-based payments platform "
         "(enrolment, device key batches, online authorisation, reconciliation).",
         epilog=_endpoints(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    group.set_defaults(handler=lambda _args: _usage(group))
-    sub = group.add_subparsers(title="commands", metavar="COMMAND")
 
     init = sub.add_parser(
         "init",
@@ -148,11 +147,6 @@ def add_server_commands(commands: Subcommands) -> None:
 
     spec = sub.add_parser("openapi", help="print the OpenAPI description of the API")
     spec.set_defaults(handler=_openapi)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 @contextmanager

@@ -14,16 +14,15 @@ environment variable ``EMVTAP_HSM_MASTER_KEY`` (``openssl rand -hex 32``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import string
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from hce.atomic import replace_atomically
 from hce.hsm.interface import HsmError
 
 __all__ = [
@@ -105,27 +104,6 @@ def write_key_file(path: Path, master_key: bytes, plaintext: bytes) -> None:
     nonce = os.urandom(NONCE_LENGTH)
     sealed = MAGIC + nonce + _aead(path, master_key).encrypt(nonce, plaintext, MAGIC)
     try:
-        _replace_atomically(path, sealed)
+        replace_atomically(path, sealed)
     except OSError as err:
         raise HsmError(f"key file {path}: cannot write it ({err.strerror or err})") from None
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file beside ``path``, fsync it, rename it over ``path`` and
-    fsync the directory: after a crash the file is either the old one or the new one."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

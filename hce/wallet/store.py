@@ -18,7 +18,6 @@ file made for another device from an altered one without decrypting anything.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -30,9 +29,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from hce.atomic import replace_atomically
 from hce.wallet.errors import ForeignWallet, WalletCorrupt, WalletError
 
-__all__ = ["WalletFile", "create_device_secret", "write_atomic"]
+__all__ = ["WalletFile", "create_device_secret"]
 
 MAGIC = b"EWF1"
 HKDF_INFO = b"emvtap-wallet/1"
@@ -43,34 +43,12 @@ NONCE_LENGTH = 12
 HEADER_LENGTH = len(MAGIC) + KEY_CHECK_LENGTH
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file,
-    never a torn one: temp file beside it, fsync, rename, fsync the directory."""
-    temp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def create_device_secret(path: Path) -> None:
     """Write a new 32-byte device secret (refusing to overwrite one: that would orphan
     every wallet sealed under it)."""
     if path.exists():
         raise WalletError(f"device secret {path} already exists")
-    write_atomic(path, os.urandom(SECRET_LENGTH))
+    replace_atomically(path, os.urandom(SECRET_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -100,7 +78,7 @@ class WalletFile:
         key = self._key()
         header = MAGIC + _key_check(key)
         nonce = os.urandom(NONCE_LENGTH)
-        write_atomic(self.path, header + nonce + AESGCM(key).encrypt(nonce, state, header))
+        replace_atomically(self.path, header + nonce + AESGCM(key).encrypt(nonce, state, header))
 
     def load(self) -> bytes:
         """The state sealed in the file: :class:`ForeignWallet` if it was made for another

@@ -1,0 +1,671 @@
+"""Pkcs11Hsm: the :class:`~hce.hsm.interface.Hsm` backend on a PKCS#11 token (python-pkcs11).
+
+Keys are token objects named by our labels: DES2 issuer master keys (DERIVE
+only), AES vault keys (ENCRYPT/DECRYPT/SIGN), RSA key pairs whose two halves
+share the label. Every stored secret is CKA_SENSITIVE and not CKA_EXTRACTABLE.
+Every derived key is a session object, destroyed before the call returns.
+
+What runs in the token:
+
+* ICC master keys (EMV Book 2 A1.4.1 option A, A1.4.2 option B), CBP keys
+  (docs/cbp.md "Keys"), common session keys (A1.3.1) and M/Chip session keys:
+  CKM_DES3_ECB_ENCRYPT_DATA over ``Y || Y'``. Only the inputs are computed on
+  the host, from public data (option B's SHA-1 decimalisation of the PAN too).
+* ARPC method 1 (§8.2.1): CKM_DES3_ECB; key check values: CKM_DES3_ECB of zeros
+  for derived keys, CKA_CHECK_VALUE for stored ones.
+* AES-GCM (CKM_AES_GCM, a 12-byte random nonce prepended, as ``soft.py``),
+  AES-CMAC (CKM_AES_CMAC), RSA key generation and the raw private operation
+  (CKM_RSA_X_509, Annex A2.1.2).
+* The device envelope (``emv.crypto.wrap``, "ECW2"): an ephemeral P-256 key
+  pair (CKM_EC_KEY_PAIR_GEN), Z (CKM_ECDH1_DERIVE, CKD_NULL, as an AES-256 key),
+  KEK and KMAC (CKM_AES_ECB_ENCRYPT_DATA), each limited-use key derived
+  SENSITIVE and EXTRACTABLE and leaving only as CKM_AES_KEY_WRAP_PAD under the
+  KEK, and the tag (CKM_AES_CMAC under KMAC). The host assembles the TLV.
+
+What leaves the token besides results:
+
+* The retail MAC (ISO/IEC 9797-1 algorithm 3, Book 2 A1.2.1) of application
+  cryptograms and ARPC method 2. Standard PKCS#11 has no such mechanism
+  (CKM_DES3_MAC and CKM_DES3_MAC_GENERAL are triple DES on *every* block,
+  algorithm 1), and SoftHSMv2 has no single DES without OpenSSL's legacy
+  provider. So beside the key K = KL || KR, derived from its parent P as
+  DES3(P)[dL || dR], the token derives its twin DES3(P)[dL || dL] = KL || KL,
+  which enciphers as single DES under KL. H = CBC-MAC under the twin of all
+  blocks but the last leaves the token, then the MAC is one CKM_DES3_CBC block
+  under K with IV H. H is a single-DES CBC-MAC under KL of public data: it
+  opens KL of that one working key to a 2^56 search, never a master key. A
+  vendor HSM with its own retail-MAC mechanism avoids H; this module uses only
+  standard mechanisms.
+* The masked SUK-UV: the token masks it (CKM_AES_CBC key wrap, zero IV, one
+  block: AES-256-ECB under the PIN key, ``cbp.mask_key``), the masked value
+  passes through the host and is put back as a session object to be wrapped
+  under the KEK. The caller gave the PIN key, so the host could unmask it:
+  PKCS#11 has no mechanism to wrap a wrapped key.
+
+The token is not a security boundary against whoever holds the user PIN (a DERIVE
+key can derive readable keys if asked): this module never asks, and exposes no
+session. One lock serialises the calls on the single logged-in session.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hmac
+import os
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import pkcs11
+from pkcs11 import KDF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11.mechanisms import GCMParams
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from emv.crypto import ac, cbp, des, kd, mac, oda, wrap
+from emv.crypto._checks import require_length
+from emv.crypto.wrap import BatchKind
+from hce.hsm.interface import (
+    BatchRequest,
+    HsmError,
+    IccMaster,
+    KeyInfo,
+    KeyKind,
+    KeyNotFound,
+    KeyPath,
+    LimitedUse,
+    MastercardSession,
+    RsaPublic,
+    Session,
+)
+
+__all__ = ["Pkcs11Hsm", "library"]
+
+KCV_LENGTH = 3
+GCM_NONCE_LENGTH = 12
+GCM_TAG_BITS = 128
+PIN_KEY_LENGTH = 32
+AES_BLOCK = bytes(16)
+P256 = encode_named_curve_parameters("secp256r1")
+DER_POINT_PREFIX = b"\x04\x41"  # CKA_EC_POINT: the 65-byte point as a DER OCTET STRING
+
+# Every secret we store or derive: readable by no one (CKA_VALUE refused).
+SECRET = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
+# A limited-use key on its way into an envelope: it may leave, only wrapped.
+WRAPPABLE = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True}
+# CKM_DES3_ECB_ENCRYPT_DATA takes the length from the key type: no CKA_VALUE_LEN.
+NO_VALUE_LEN = {Attribute.VALUE_LEN: pkcs11.DEFAULT}
+
+MASTER_CAPABILITIES = {
+    KeyKind.DES2: {Attribute.DERIVE: True},
+    KeyKind.AES128: {Attribute.ENCRYPT: True, Attribute.DECRYPT: True, Attribute.SIGN: True},
+    KeyKind.AES256: {Attribute.ENCRYPT: True, Attribute.DECRYPT: True, Attribute.SIGN: True},
+}
+KEY_LENGTHS = {KeyKind.DES2: 16, KeyKind.AES128: 16, KeyKind.AES256: 32}
+AES_KINDS = (KeyKind.AES128, KeyKind.AES256)
+PADDINGS = {"emv": mac.pad_iso9797_1_method_2, "visa": mac.pad_iso9797_1_method_1}
+
+_libraries: dict[str, pkcs11.lib] = {}
+_libraries_lock = threading.Lock()
+
+
+def library(module: str | os.PathLike[str]) -> pkcs11.lib:
+    """The PKCS#11 module at ``module``, loaded and initialised (C_Initialize) once
+    per process, as PKCS#11 allows; HsmError if it is not there or will not load."""
+    path = os.fspath(module)
+    with _libraries_lock:
+        if path not in _libraries:
+            if not Path(path).is_file():
+                raise HsmError(f"PKCS#11 module {path}: no such file")
+            try:
+                _libraries[path] = pkcs11.lib(path)
+            except pkcs11.PKCS11Error as err:
+                raise HsmError(f"PKCS#11 module {path}: cannot be loaded ({err})") from None
+        return _libraries[path]
+
+
+# --- derivation inputs: public data, computed on the host ---------------------------------
+
+
+def _with_inverse(y: bytes) -> bytes:
+    """Y || (Y xor 'FF'x8): the 16 bytes that DES3(parent) turns into a DES2 key."""
+    return y + bytes(b ^ 0xFF for b in y)
+
+
+def _icc_data(icc: IccMaster) -> bytes:
+    """The ICC master key input: Y of Book 2 A1.4.1 (option A, the rightmost 16 digits
+    of PAN || PSN) or A1.4.2 (option B, PAN over 16 digits: decimalised SHA-1)."""
+    x = kd._pan_psn(icc.pan, icc.psn)
+    if icc.option == "B" and len(icc.pan) > 16:
+        return _with_inverse(bytes.fromhex(kd._decimalise_sha1(x)))
+    return _with_inverse(bytes.fromhex(x[-16:].zfill(16)))
+
+
+def _limited_use_data(key: LimitedUse) -> bytes:
+    """The CBP key input (docs/cbp.md "Keys"): Y = domain || value || '000000'."""
+    require_length("value", key.ident, 4)
+    return _with_inverse(bytes((cbp.KeyDomain(key.kind),)) + key.ident + bytes(3))
+
+
+def _session_data(session: Session) -> bytes:
+    """F1 || F2 of the TDEA common session key (Book 2 A1.3.1); for M/Chip,
+    R = ATC || '0000' || UN."""
+    if isinstance(session, MastercardSession):
+        require_length("atc", session.atc, 2)
+        require_length("un", session.un, 4)
+        r = session.atc + b"\x00\x00" + session.un
+    else:
+        r = session.r
+        require_length("r", r, des.BLOCK_SIZE)
+    return r[:2] + b"\xf0" + r[3:] + r[:2] + b"\x0f" + r[3:]
+
+
+def _path_data(path: KeyPath) -> list[bytes]:
+    """One CKM_DES3_ECB_ENCRYPT_DATA input per step from the issuer master key to ``path``."""
+    steps = [_icc_data(path.icc)]
+    if path.limited_use is not None:
+        steps.append(_limited_use_data(path.limited_use))
+    if path.session is not None:
+        steps.append(_session_data(path.session))
+    return steps
+
+
+def _twin_data(data: bytes) -> bytes:
+    """dL || dL: derives KL || KL, single DES under KL (see the module docstring)."""
+    return data[: des.BLOCK_SIZE] * 2
+
+
+# --- token objects --------------------------------------------------------------------------
+
+
+def _kind(key: pkcs11.SecretKey) -> KeyKind | None:
+    key_type = key[Attribute.KEY_TYPE]
+    if key_type == KeyType.DES2:
+        return KeyKind.DES2
+    if key_type == KeyType.AES:
+        return {16: KeyKind.AES128, 32: KeyKind.AES256}.get(key[Attribute.VALUE_LEN])
+    return None
+
+
+def _point(public: pkcs11.PublicKey) -> bytes:
+    """The uncompressed 65-byte point of an EC public key object."""
+    point = bytes(public[Attribute.EC_POINT])
+    return point.removeprefix(DER_POINT_PREFIX)
+
+
+def _derive_des2(
+    parent: pkcs11.SecretKey,
+    data: bytes,
+    capabilities: MechanismFlag,
+    template: dict[Attribute, Any],
+) -> pkcs11.SecretKey:
+    """CKM_DES3_ECB_ENCRYPT_DATA: the DES2 session key DES3(parent)[data] (odd parity).
+    The parameter is a packed CK_KEY_DERIVATION_STRING_DATA {pData, ulLen}."""
+    buffer = ctypes.create_string_buffer(data, len(data))
+    parameter = struct.pack("PL", ctypes.addressof(buffer), len(data))
+    return parent.derive_key(
+        KeyType.DES2,
+        128,
+        capabilities=capabilities,
+        mechanism=Mechanism.DES3_ECB_ENCRYPT_DATA,
+        mechanism_param=parameter,
+        template={**template, **NO_VALUE_LEN},
+    )
+
+
+def _retail_mac(
+    key: pkcs11.SecretKey, twin: pkcs11.SecretKey, data: bytes, padding: Literal[1, 2]
+) -> bytes:
+    """ISO/IEC 9797-1 MAC algorithm 3 (Book 2 A1.2.1) with the twin key: CKM_DES3_CBC
+    under KL || KL over all blocks but the last gives H, then one CKM_DES3_CBC
+    block under K with IV H."""
+    padded = (mac.pad_iso9797_1_method_2 if padding == 2 else mac.pad_iso9797_1_method_1)(data)
+    head, last = padded[: -des.BLOCK_SIZE], padded[-des.BLOCK_SIZE :]
+    chain = des.ZERO_IV
+    if head:
+        chain = twin.encrypt(head, mechanism=Mechanism.DES3_CBC, mechanism_param=des.ZERO_IV)[
+            -des.BLOCK_SIZE :
+        ]
+    return bytes(key.encrypt(last, mechanism=Mechanism.DES3_CBC, mechanism_param=chain))
+
+
+class _Scratch:
+    """The session objects made during one call, destroyed when it ends."""
+
+    def __init__(self) -> None:
+        self.objects: list[pkcs11.Object] = []
+
+    def keep[T: pkcs11.Object](self, obj: T) -> T:
+        self.objects.append(obj)
+        return obj
+
+    def destroy(self) -> None:
+        for obj in reversed(self.objects):
+            obj.destroy()
+
+
+class Pkcs11Hsm:
+    """The HSM on the PKCS#11 token labelled ``token_label`` of ``module``, logged in
+    with ``user_pin`` on one read-write session. Thread-safe (one lock per instance)."""
+
+    def __init__(self, module: str | os.PathLike[str], token_label: str, user_pin: str) -> None:
+        where = f"PKCS#11 token {token_label!r} of {os.fspath(module)}"
+        try:
+            token = library(module).get_token(token_label=token_label)
+        except pkcs11.NoSuchToken:
+            raise HsmError(f"{where}: no such token") from None
+        except pkcs11.PKCS11Error as err:
+            raise HsmError(f"{where}: {type(err).__name__}") from None
+        try:
+            self._session = token.open(user_pin=user_pin, rw=True)
+        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinLocked) as err:
+            raise HsmError(f"{where}: login refused ({type(err).__name__})") from None
+        except pkcs11.PKCS11Error as err:
+            raise HsmError(f"{where}: cannot open a session ({type(err).__name__})") from None
+        self._where = where
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Pkcs11Hsm({self._where})"
+
+    def close(self) -> None:
+        """Log out and close the session (the module stays loaded for the process)."""
+        with self._lock:
+            self._session.close()
+
+    def __enter__(self) -> Pkcs11Hsm:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _call(self, operation: str, label: str) -> Iterator[_Scratch]:
+        """One operation: holds the lock, destroys its session objects at the end, and
+        reports a bad argument or a token refusal as HsmError naming the operation
+        and the key label (python-pkcs11's exceptions carry no key value; only their
+        type is shown)."""
+        scratch = _Scratch()
+        with self._lock:
+            try:
+                yield scratch
+            except HsmError:
+                raise
+            except (ValueError, OverflowError) as err:
+                raise HsmError(f"{operation} with key {label!r}: {err}") from None
+            except pkcs11.PKCS11Error as err:
+                raise HsmError(
+                    f"{operation} with key {label!r}: the token refused ({type(err).__name__})"
+                ) from None
+            finally:
+                scratch.destroy()
+
+    def _find(self, object_class: ObjectClass, label: str) -> pkcs11.Object | None:
+        template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
+        return next(iter(self._session.get_objects(template)), None)
+
+    def _describe(self, label: str) -> str:
+        """What ``label`` is, for a wrong-kind message; KeyNotFound if nothing."""
+        key = self._find(ObjectClass.SECRET_KEY, label)
+        if isinstance(key, pkcs11.SecretKey):
+            kind = _kind(key)
+            return kind.value if kind is not None else "a key of another type"
+        if self._find(ObjectClass.PRIVATE_KEY, label) is not None:
+            return "an RSA key"
+        raise KeyNotFound(f"no key labelled {label!r}")
+
+    def _secret(
+        self, operation: str, label: str, kinds: Sequence[KeyKind] = tuple(KeyKind)
+    ) -> tuple[pkcs11.SecretKey, KeyKind]:
+        key = self._find(ObjectClass.SECRET_KEY, label)
+        kind = _kind(key) if isinstance(key, pkcs11.SecretKey) else None
+        if not isinstance(key, pkcs11.SecretKey) or kind not in kinds:
+            expected = " or ".join(k.value for k in kinds)
+            raise HsmError(f"{operation}: key {label!r} is {self._describe(label)}, expected {expected}")
+        return key, kind
+
+    def _rsa(self, operation: str, label: str) -> pkcs11.PrivateKey:
+        key = self._find(ObjectClass.PRIVATE_KEY, label)
+        if not isinstance(key, pkcs11.PrivateKey) or key[Attribute.KEY_TYPE] != KeyType.RSA:
+            raise HsmError(f"{operation}: key {label!r} is {self._describe(label)}, not an RSA key")
+        return key
+
+    def _claim(self, label: str) -> None:
+        """Refuse an empty label or one that any stored object already has."""
+        if not label:
+            raise HsmError("a key label must not be empty")
+        if next(iter(self._session.get_objects({Attribute.LABEL: label})), None) is not None:
+            raise HsmError(f"label {label!r} is taken")
+
+    # --- symmetric keys -----------------------------------------------------------------
+
+    def _stored_template(self, label: str, kind: KeyKind) -> dict[Attribute, Any]:
+        return {
+            Attribute.LABEL: label,
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            **SECRET,
+            **MASTER_CAPABILITIES[kind],
+        }
+
+    def generate_key(self, label: str, kind: KeyKind) -> KeyInfo:
+        """A new key made by the token (CKM_DES2_KEY_GEN / CKM_AES_KEY_GEN)."""
+        with self._call("generate_key", label):
+            self._claim(label)
+            key_type = KeyType.DES2 if kind is KeyKind.DES2 else KeyType.AES
+            key = self._session.generate_key(
+                key_type,
+                KEY_LENGTHS[kind] * 8,
+                capabilities=MechanismFlag(0),
+                template={**self._stored_template(label, kind), **NO_VALUE_LEN}
+                if kind is KeyKind.DES2
+                else self._stored_template(label, kind),
+            )
+            return KeyInfo(label, kind, bytes(key[Attribute.CHECK_VALUE]))
+
+    def import_key(self, label: str, kind: KeyKind, value: bytes, kcv: bytes) -> KeyInfo:
+        """Store a clear key (C_CreateObject), refused unless the token's check value of
+        it equals ``kcv``; on refusal the object is destroyed again."""
+        with self._call("import_key", label) as scratch:
+            if len(value) != KEY_LENGTHS[kind]:
+                raise HsmError(
+                    f"import_key {label!r}: a {kind.value} key is {KEY_LENGTHS[kind]} bytes,"
+                    f" got {len(value)}"
+                )
+            self._claim(label)
+            key = self._session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.DES2 if kind is KeyKind.DES2 else KeyType.AES,
+                    Attribute.VALUE: value,
+                    **self._stored_template(label, kind),
+                }
+            )
+            check_value = bytes(key[Attribute.CHECK_VALUE])
+            if not hmac.compare_digest(check_value, kcv):
+                scratch.keep(key)
+                raise HsmError(f"import_key {label!r}: the key does not match the check value given")
+            return KeyInfo(label, kind, check_value)
+
+    def key_info(self, label: str) -> KeyInfo:
+        """Label, kind and CKA_CHECK_VALUE (3DES or AES ECB of zeros, 3 bytes)."""
+        with self._call("key_info", label):
+            key, kind = self._secret("key_info", label)
+            return KeyInfo(label, kind, bytes(key[Attribute.CHECK_VALUE]))
+
+    def labels(self) -> list[str]:
+        with self._call("labels", ""):
+            objects = self._session.get_objects({Attribute.TOKEN: True})
+            return sorted({obj[Attribute.LABEL] for obj in objects})
+
+    # --- key paths and cryptograms ------------------------------------------------------
+
+    def _working_keys(
+        self, scratch: _Scratch, operation: str, path: KeyPath, *, twin: bool
+    ) -> tuple[pkcs11.SecretKey, pkcs11.SecretKey]:
+        """The key at ``path`` derived in the token (session objects in ``scratch``) and,
+        if ``twin``, its twin KL || KL for the retail MAC (else the key again)."""
+        imk, _ = self._secret(operation, path.imk, (KeyKind.DES2,))
+        *parents, last = _path_data(path)
+        parent = imk
+        for data in parents:
+            parent = scratch.keep(_derive_des2(parent, data, MechanismFlag.DERIVE, SECRET))
+        key = scratch.keep(_derive_des2(parent, last, MechanismFlag.ENCRYPT, SECRET))
+        if not twin:
+            return key, key
+        return key, scratch.keep(
+            _derive_des2(parent, _twin_data(last), MechanismFlag.ENCRYPT, SECRET)
+        )
+
+    def application_cryptogram(
+        self, path: KeyPath, data: bytes, padding: Literal["emv", "visa"]
+    ) -> bytes:
+        """The cryptogram of EMV Book 2 §8.1.2 (MAC of A1.2.1) under the key at ``path``."""
+        with self._call("application_cryptogram", path.imk) as scratch:
+            if padding not in PADDINGS:
+                raise ValueError(f'padding must be "emv" or "visa", got {padding!r}')
+            key, twin = self._working_keys(scratch, "application_cryptogram", path, twin=True)
+            return _retail_mac(key, twin, data, 2 if padding == "emv" else 1)
+
+    def verify_application_cryptogram(
+        self, path: KeyPath, data: bytes, padding: Literal["emv", "visa"], cryptogram: bytes
+    ) -> bool:
+        return hmac.compare_digest(self.application_cryptogram(path, data, padding), cryptogram)
+
+    def arpc_method_1(self, path: KeyPath, arqc: bytes, arc: bytes) -> bytes:
+        """ARPC method 1 (EMV Book 2 §8.2.1): CKM_DES3_ECB of ARQC xor (ARC || '00'x6)."""
+        with self._call("arpc_method_1", path.imk) as scratch:
+            key, _ = self._working_keys(scratch, "arpc_method_1", path, twin=False)
+            require_length("arqc", arqc, 8)
+            require_length("arc", arc, 2)
+            y = bytes(a ^ b for a, b in zip(arqc, arc + bytes(6), strict=True))
+            return bytes(key.encrypt(y, mechanism=Mechanism.DES3_ECB))
+
+    def arpc_method_2(
+        self, path: KeyPath, arqc: bytes, csu: bytes, prop_auth_data: bytes = b""
+    ) -> bytes:
+        """ARPC method 2 (EMV Book 2 §8.2.2): the retail MAC of ARQC || CSU || PAD, 4 bytes."""
+        with self._call("arpc_method_2", path.imk) as scratch:
+            key, twin = self._working_keys(scratch, "arpc_method_2", path, twin=True)
+            require_length("arqc", arqc, 8)
+            require_length("csu", csu, 4)
+            if len(prop_auth_data) > 8:
+                raise ValueError(
+                    f"prop_auth_data must be 0 to 8 bytes long, got {len(prop_auth_data)}"
+                )
+            return _retail_mac(key, twin, arqc + csu + prop_auth_data, 2)[: ac.ARPC_2_LENGTH]
+
+    def key_check_value(self, path: KeyPath) -> bytes:
+        """CKM_DES3_ECB of 8 zero bytes under the key at ``path``, leftmost 3 bytes."""
+        with self._call("key_check_value", path.imk) as scratch:
+            key, _ = self._working_keys(scratch, "key_check_value", path, twin=False)
+            return bytes(key.encrypt(des.ZERO_IV, mechanism=Mechanism.DES3_ECB))[:KCV_LENGTH]
+
+    # --- device batches -----------------------------------------------------------------
+
+    def wrap_batch(
+        self,
+        imk: str,
+        icc: IccMaster,
+        keys: Sequence[BatchRequest],
+        *,
+        device_point: bytes,
+        header: bytes,
+        pin_key: bytes | None = None,
+    ) -> bytes:
+        """The ECW2 envelope of ``emv.crypto.wrap`` built in the token (module docstring):
+        the limited-use keys leave it only under AES-KWP."""
+        with self._call("wrap_batch", imk) as scratch:
+            master, _ = self._secret("wrap_batch", imk, (KeyKind.DES2,))
+            if pin_key is None and any(r.key.kind is BatchKind.SUK_UV for r in keys):
+                raise HsmError("wrap_batch: an SUK-UV is only handed out masked: give pin_key")
+            wrap._load_point(device_point, "device public key")
+            mk = scratch.keep(
+                _derive_des2(master, _icc_data(icc), MechanismFlag.DERIVE, SECRET)
+            )
+            ephemeral, kek, kmac = self._envelope_keys(scratch, device_point)
+            mask = None if pin_key is None else self._pin_key(scratch, pin_key)
+            payload = wrap.encode_batch(
+                [self._sealed_key(scratch, mk, kek, mask, request) for request in keys]
+            )
+            tag = bytes(kmac.sign(header + payload, mechanism=Mechanism.AES_CMAC))
+            return wrap.assemble_envelope(ephemeral, tag, payload)
+
+    def _envelope_keys(
+        self, scratch: _Scratch, device_point: bytes
+    ) -> tuple[bytes, pkcs11.SecretKey, pkcs11.SecretKey]:
+        """E, KEK and KMAC: a fresh P-256 pair, Z = CKM_ECDH1_DERIVE (CKD_NULL) as an
+        AES-256 key, then CKM_AES_ECB_ENCRYPT_DATA over ``wrap.envelope_key_data``."""
+        parameters = self._session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: P256}, local=True
+        )
+        public, private = parameters.generate_keypair(
+            store=False, private_template={**SECRET, Attribute.DERIVE: True}
+        )
+        scratch.keep(public)
+        scratch.keep(private)
+        shared = scratch.keep(
+            private.derive_key(
+                KeyType.AES,
+                256,
+                capabilities=MechanismFlag.DERIVE,
+                mechanism=Mechanism.ECDH1_DERIVE,
+                mechanism_param=(KDF.NULL, None, device_point),
+                template=SECRET,
+            )
+        )
+        ephemeral = _point(public)
+        kek_data, kmac_data = wrap.envelope_key_data(ephemeral, device_point)
+        kek, kmac = (
+            scratch.keep(
+                shared.derive_key(
+                    KeyType.AES,
+                    256,
+                    capabilities=capability,
+                    mechanism=Mechanism.AES_ECB_ENCRYPT_DATA,
+                    mechanism_param=data,
+                    template=SECRET,
+                )
+            )
+            for data, capability in ((kek_data, MechanismFlag.WRAP), (kmac_data, MechanismFlag.SIGN))
+        )
+        return ephemeral, kek, kmac
+
+    def _pin_key(self, scratch: _Scratch, pin_key: bytes) -> pkcs11.SecretKey:
+        """The caller's PIN key as a session AES-256 wrapping key."""
+        require_length("pin_key", pin_key, PIN_KEY_LENGTH)
+        return scratch.keep(
+            self._session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.AES,
+                    Attribute.VALUE: pin_key,
+                    Attribute.TOKEN: False,
+                    Attribute.WRAP: True,
+                    **SECRET,
+                }
+            )
+        )
+
+    def _sealed_key(
+        self,
+        scratch: _Scratch,
+        mk: pkcs11.SecretKey,
+        kek: pkcs11.SecretKey,
+        mask: pkcs11.SecretKey | None,
+        request: BatchRequest,
+    ) -> wrap.BatchKey:
+        """One batch entry whose value is CKM_AES_KEY_WRAP_PAD(KEK, key), the key being
+        derived EXTRACTABLE and SENSITIVE, and masked first if it is an SUK-UV."""
+        key = scratch.keep(
+            _derive_des2(mk, _limited_use_data(request.key), MechanismFlag(0), WRAPPABLE)
+        )
+        if request.key.kind is BatchKind.SUK_UV and mask is not None:
+            key = scratch.keep(self._masked(mask, key))
+        return wrap.BatchKey(
+            request.key.kind,
+            request.key.ident,
+            bytes(kek.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)),
+            request.max_transactions,
+            request.max_amount,
+            request.expiry_hour,
+        )
+
+    def _masked(self, mask: pkcs11.SecretKey, key: pkcs11.SecretKey) -> pkcs11.SecretKey:
+        """``cbp.mask_key`` in the token (CKM_AES_CBC key wrap, zero IV, one block), put
+        back as a wrappable session object (the value crosses the host: module docstring)."""
+        masked = mask.wrap_key(key, mechanism=Mechanism.AES_CBC, mechanism_param=AES_BLOCK)
+        return self._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+                Attribute.VALUE: bytes(masked),
+                Attribute.TOKEN: False,
+                **WRAPPABLE,
+            }
+        )
+
+    # --- RSA ----------------------------------------------------------------------------
+
+    def generate_rsa_key(self, label: str, bits: int, exponent: int) -> RsaPublic:
+        """A key pair made by the token (CKM_RSA_PKCS_KEY_PAIR_GEN), both halves labelled."""
+        with self._call("generate_rsa_key", label):
+            if exponent not in oda.EMV_EXPONENTS:
+                raise ValueError(f"exponent {exponent}, expected 3 or 65537")
+            if bits % 8 or not 1024 <= bits <= oda.MAX_MODULUS_BYTES * 8:
+                raise ValueError(f"modulus {bits} bits, expected 1024..1984, whole bytes")
+            self._claim(label)
+            public, _ = self._session.generate_keypair(
+                KeyType.RSA,
+                bits,
+                label=label,
+                store=True,
+                capabilities=MechanismFlag(0),
+                public_template={
+                    Attribute.PUBLIC_EXPONENT: exponent.to_bytes(3, "big").lstrip(b"\x00"),
+                    Attribute.VERIFY: True,
+                },
+                private_template={**SECRET, Attribute.PRIVATE: True, Attribute.SIGN: True},
+            )
+            return _rsa_public(label, public)
+
+    def rsa_public_key(self, label: str) -> RsaPublic:
+        with self._call("rsa_public_key", label):
+            public = self._find(ObjectClass.PUBLIC_KEY, label)
+            if not isinstance(public, pkcs11.PublicKey):
+                self._rsa("rsa_public_key", label)
+                raise HsmError(f"rsa_public_key: key {label!r} has no public half")
+            return _rsa_public(label, public)
+
+    def rsa_sign_raw(self, label: str, message: bytes) -> bytes:
+        """The RSA private operation of EMV Book 2 Annex A2.1.2 (CKM_RSA_X_509)."""
+        with self._call("rsa_sign_raw", label):
+            key = self._rsa("rsa_sign_raw", label)
+            modulus = bytes(key[Attribute.MODULUS])
+            if len(message) != len(modulus) or message >= modulus:
+                raise ValueError("the message must have the modulus length and be less than it")
+            return bytes(key.sign(message, mechanism=Mechanism.RSA_X_509)).rjust(len(modulus), b"\0")
+
+    # --- the vault's data key -----------------------------------------------------------
+
+    def encrypt_data(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
+        """CKM_AES_GCM with a random 12-byte nonce, which is prepended."""
+        with self._call("encrypt_data", label):
+            key, _ = self._secret("encrypt_data", label, AES_KINDS)
+            nonce = os.urandom(GCM_NONCE_LENGTH)
+            parameters = GCMParams(nonce, aad, GCM_TAG_BITS)
+            return nonce + bytes(key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=parameters))
+
+    def decrypt_data(self, label: str, ciphertext: bytes, aad: bytes) -> bytes:
+        with self._call("decrypt_data", label):
+            key, _ = self._secret("decrypt_data", label, AES_KINDS)
+            failed = HsmError(f"decrypt_data with key {label!r}: altered, or sealed under other aad")
+            if len(ciphertext) < GCM_NONCE_LENGTH + GCM_TAG_BITS // 8:
+                raise failed
+            nonce, sealed = ciphertext[:GCM_NONCE_LENGTH], ciphertext[GCM_NONCE_LENGTH:]
+            try:
+                parameters = GCMParams(nonce, aad, GCM_TAG_BITS)
+                return bytes(key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=parameters))
+            except pkcs11.PKCS11Error:
+                raise failed from None
+
+    def keyed_digest(self, label: str, data: bytes) -> bytes:
+        """CKM_AES_CMAC (16 bytes)."""
+        with self._call("keyed_digest", label):
+            key, _ = self._secret("keyed_digest", label, AES_KINDS)
+            return bytes(key.sign(data, mechanism=Mechanism.AES_CMAC))
+
+
+def _rsa_public(label: str, public: pkcs11.PublicKey) -> RsaPublic:
+    exponent = int.from_bytes(bytes(public[Attribute.PUBLIC_EXPONENT]), "big")
+    return RsaPublic(label, bytes(public[Attribute.MODULUS]), exponent)
