@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from emv.crypto import des, mac
-from emv.crypto._checks import require_length
+from emv.crypto.checks import require_length
 
 ARPC_2_LENGTH = 4
 

@@ -2,7 +2,7 @@
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from emv.crypto._checks import require_blocks, require_length
+from emv.crypto.checks import require_blocks, require_length
 
 BLOCK_SIZE = 16
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from emv.crypto import ac, aes, des, kd, mac
-from emv.crypto._checks import require_digits, require_length
+from emv.crypto.checks import require_digits, require_length
 
 __all__ = [
     "CVR_CDCVM_PERFORMED",
@@ -42,6 +42,7 @@ __all__ = [
     "derive_luk",
     "derive_suk",
     "derive_suk_uv",
+    "diversification_data",
     "diversify_cbp_key",
     "mask_key",
     "parse_iad",
@@ -97,9 +98,14 @@ def diversify_cbp_key(mk: bytes, domain: KeyDomain, value: bytes) -> bytes:
     computes it as one encrypt-data derivation over Y || (Y xor 'FF'x8).
     """
     require_length("mk", mk, KEY_LENGTH)
+    return des.adjust_parity(des.encrypt_tdes_ecb(mk, diversification_data(domain, value)))
+
+
+def diversification_data(domain: KeyDomain, value: bytes) -> bytes:
+    """Y || (Y xor 'FF'x8) with Y = domain || value (4 bytes) || '000000': the input an
+    HSM's encrypt-data derivation takes to give the same key as :func:`diversify_cbp_key`."""
     require_length("value", value, 4)
-    y = bytes((domain,)) + value + bytes(3)
-    return des.adjust_parity(des.encrypt_tdes_ecb(mk, y + bytes(b ^ 0xFF for b in y)))
+    return kd.with_inverse(bytes((domain,)) + value + bytes(3))
 
 
 def derive_luk(mk_ac: bytes, key_index: bytes) -> bytes:

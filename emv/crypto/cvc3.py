@@ -14,7 +14,7 @@ data ('F'-padded to whole bytes); track 1 data is its ASCII bytes
 """
 
 from emv.crypto import des, mac
-from emv.crypto._checks import require_length
+from emv.crypto.checks import require_length
 
 CVC3_DIGITS = 5
 

@@ -12,7 +12,7 @@ expands K -> K K K and K1 K2 -> K1 K2 K1) and reaches the cipher as 24 bytes.
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
-from emv.crypto._checks import require_blocks, require_length
+from emv.crypto.checks import require_blocks, require_length
 
 BLOCK_SIZE = 8
 ZERO_IV = bytes(BLOCK_SIZE)

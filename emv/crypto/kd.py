@@ -13,7 +13,7 @@ Conventions (those of pyemv, so the two can be compared directly):
 import hashlib
 
 from emv.crypto import aes, des
-from emv.crypto._checks import require_digits, require_length
+from emv.crypto.checks import require_digits, require_length
 
 PAN_MIN_DIGITS = 8  # ISO/IEC 7812-1
 PAN_MAX_DIGITS = 19
@@ -33,10 +33,41 @@ def _pan_psn(pan: str, psn: bytes) -> str:
     return pan + _psn_digits(psn)
 
 
-def _mk_from_y(imk: bytes, y: bytes) -> bytes:
-    """MK := DES3(IMK)[Y] || DES3(IMK)[Y xor 'FF..FF'], odd parity (Book 2 A1.4.1)."""
-    y_inverted = bytes(b ^ 0xFF for b in y)
-    return des.adjust_parity(des.encrypt_tdes_ecb(imk, y + y_inverted))
+def with_inverse(y: bytes) -> bytes:
+    """Y || (Y xor 'FF'x8): what DES3 under a parent key turns into a DES2 child key
+    (Book 2 A1.4.1). An HSM derives the same child with one encrypt-data derivation
+    (PKCS#11 CKM_DES3_ECB_ENCRYPT_DATA) over these 16 bytes."""
+    return y + bytes(b ^ 0xFF for b in y)
+
+
+def icc_mk_derivation_data(pan: str, psn: bytes = b"\x00", option: str = "A") -> bytes:
+    """Y || (Y xor 'FF'x8) for the ICC master key: Y of Option A (Book 2 A1.4.1, the 16
+    rightmost digits of PAN || PSN) or Option B (A1.4.2: PANs over 16 digits,
+    decimalised SHA-1; a PAN of at most 16 digits is Option A)."""
+    x = _pan_psn(pan, psn)
+    if option == "B" and len(pan) > 16:
+        return with_inverse(bytes.fromhex(_decimalise_sha1(x)))
+    if option not in ("A", "B"):
+        raise ValueError(f"option must be 'A' or 'B', got {option!r}")
+    return with_inverse(bytes.fromhex(x[-16:].zfill(16)))
+
+
+def common_sk_derivation_data(r: bytes) -> bytes:
+    """F1 || F2 of the TDEA common session key (Book 2 A1.3.1): R with its third byte
+    replaced by 'F0', then by '0F'. R is 8 bytes."""
+    require_length("r", r, des.BLOCK_SIZE)
+    return r[:2] + b"\xf0" + r[3:] + r[:2] + b"\x0f" + r[3:]
+
+
+def mastercard_sk_r(atc: bytes, un: bytes) -> bytes:
+    """R of the M/Chip session key: ATC || '0000' || UN (tags 9F36, 9F37)."""
+    require_length("atc", atc, 2)
+    require_length("un", un, 4)
+    return atc + b"\x00\x00" + un
+
+
+def _derive_des2(parent: bytes, data: bytes) -> bytes:
+    return des.adjust_parity(des.encrypt_tdes_ecb(parent, data))
 
 
 def _require_imk(imk: bytes) -> None:
@@ -50,8 +81,7 @@ def derive_icc_mk_a(imk: bytes, pan: str, psn: bytes = b"\x00") -> bytes:
     shorter; the 16-byte MK is DES3(IMK)[Y] || DES3(IMK)[Y xor 'FF'x8].
     """
     _require_imk(imk)
-    x = _pan_psn(pan, psn)
-    return _mk_from_y(imk, bytes.fromhex(x[-16:].zfill(16)))
+    return _derive_des2(imk, icc_mk_derivation_data(pan, psn, "A"))
 
 
 def _decimalise_sha1(x: str) -> str:
@@ -74,17 +104,12 @@ def derive_icc_mk_b(imk: bytes, pan: str, psn: bytes = b"\x00") -> bytes:
     decimalised from SHA-1(PAN || PSN) and MK is derived from Y as in Option A.
     """
     _require_imk(imk)
-    x = _pan_psn(pan, psn)
-    if len(pan) <= 16:
-        return derive_icc_mk_a(imk, pan, psn)
-    return _mk_from_y(imk, bytes.fromhex(_decimalise_sha1(x)))
+    return _derive_des2(imk, icc_mk_derivation_data(pan, psn, "B"))
 
 
 def _common_sk_tdes(mk: bytes, r: bytes) -> bytes:
     require_length("mk", mk, 16)
-    f1 = r[:2] + b"\xf0" + r[3:]
-    f2 = r[:2] + b"\x0f" + r[3:]
-    return des.adjust_parity(des.encrypt_tdes_ecb(mk, f1 + f2))
+    return _derive_des2(mk, common_sk_derivation_data(r))
 
 
 def _common_sk_aes(mk: bytes, r: bytes) -> bytes:
@@ -122,10 +147,9 @@ def derive_mastercard_sk(mk: bytes, atc: bytes, un: bytes) -> bytes:
     The common session key derivation of Book 2 A1.3.1 with the 3DES
     diversification value R = ATC || '00 00' || UN (tags 9F36 and 9F37).
     """
-    require_length("atc", atc, 2)
-    require_length("un", un, 4)
+    r = mastercard_sk_r(atc, un)
     require_length("mk", mk, 16)
-    return derive_common_sk(mk, atc + b"\x00\x00" + un)
+    return derive_common_sk(mk, r)
 
 
 def derive_visa_sm_sk(mk: bytes, atc: bytes) -> bytes:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from emv.crypto import des
-from emv.crypto._checks import require_length
+from emv.crypto.checks import require_length
 
 Padding = Literal[1, 2]
 

@@ -43,6 +43,7 @@ __all__ = [
     "device_fingerprint",
     "encode_batch",
     "envelope_key_data",
+    "load_point",
     "public_point",
     "unwrap_batch",
     "wrap_batch",
@@ -236,7 +237,8 @@ def assemble_envelope(ephemeral_point: bytes, tag: bytes, payload: bytes) -> byt
     return MAGIC + ephemeral_point + tag + payload
 
 
-def _load_point(point: bytes, what: str) -> ec.EllipticCurvePublicKey:
+def load_point(point: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    """A P-256 public key from its uncompressed point; :class:`WrapError` names ``what``."""
     if len(point) != POINT_LENGTH or point[0] != 0x04:
         raise WrapError(f"{what}: expected an uncompressed P-256 point of 65 bytes")
     try:
@@ -249,7 +251,7 @@ def wrap_batch(
     device_point: bytes, header: bytes, batch: bytes, *, ephemeral_key: ec.EllipticCurvePrivateKey
 ) -> bytes:
     """Seal the clear ``batch`` for the device whose public point is ``device_point``."""
-    device_key = _load_point(device_point, "device public key")
+    device_key = load_point(device_point, "device public key")
     ephemeral = public_point(ephemeral_key.public_key())
     kek, kmac = _envelope_keys(
         ephemeral_key.exchange(ec.ECDH(), device_key), ephemeral, device_point
@@ -270,7 +272,7 @@ def unwrap_batch(device_key: ec.EllipticCurvePrivateKey, envelope: bytes, header
         raise WrapError("envelope: not an emvtap ECW2 envelope (bad magic or too short)")
     ephemeral = envelope[len(MAGIC) : len(MAGIC) + POINT_LENGTH]
     tag, payload = envelope[len(MAGIC) + POINT_LENGTH : fixed], envelope[fixed:]
-    shared = device_key.exchange(ec.ECDH(), _load_point(ephemeral, "envelope ephemeral key"))
+    shared = device_key.exchange(ec.ECDH(), load_point(ephemeral, "envelope ephemeral key"))
     kek, kmac = _envelope_keys(shared, ephemeral, public_point(device_key.public_key()))
     if not hmac.compare_digest(mac.aes_cmac(kmac, header + payload), tag):
         raise WrapError(

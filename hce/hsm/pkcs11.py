@@ -33,7 +33,9 @@ What leaves the token besides results:
   which enciphers as single DES under KL. H = CBC-MAC under the twin of all
   blocks but the last leaves the token, then the MAC is one CKM_DES3_CBC block
   under K with IV H. H is a single-DES CBC-MAC under KL of public data: it
-  opens KL of that one working key to a 2^56 search, never a master key. A
+  opens KL, then with the MAC KR, of that one working key to two 2^56
+  searches. That is a session or limited-use key, or for a path without either
+  (CVN 10 style) the card's ICC master key; never the issuer master key. A
   vendor HSM with its own retail-MAC mechanism avoids H; this module uses only
   standard mechanisms.
 * The masked SUK-UV: the token masks it (CKM_AES_CBC key wrap, zero IV, one
@@ -58,7 +60,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import pkcs11
 from pkcs11 import KDF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
@@ -66,7 +68,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from emv.crypto import ac, cbp, des, kd, mac, oda, wrap
-from emv.crypto._checks import require_length
+from emv.crypto.checks import require_length
 from emv.crypto.wrap import BatchKind
 from hce.hsm.interface import (
     BatchRequest,
@@ -81,6 +83,18 @@ from hce.hsm.interface import (
     RsaPublic,
     Session,
 )
+
+if TYPE_CHECKING:
+    from pkcs11._pkcs11 import lib as Library
+    from pkcs11.types import DecryptMixin, DeriveMixin, EncryptMixin, SignMixin, WrapMixin
+
+    class _Key(pkcs11.SecretKey, EncryptMixin, DecryptMixin, SignMixin, WrapMixin, DeriveMixin):
+        """What a secret key object is at run time (python-pkcs11 mixes the
+        capabilities in; its annotations do not say so)."""
+
+    class _PrivateKey(pkcs11.PrivateKey, SignMixin, DeriveMixin):
+        """An RSA or EC private key object, likewise."""
+
 
 __all__ = ["Pkcs11Hsm", "library"]
 
@@ -99,68 +113,72 @@ WRAPPABLE = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True}
 # CKM_DES3_ECB_ENCRYPT_DATA takes the length from the key type: no CKA_VALUE_LEN.
 NO_VALUE_LEN = {Attribute.VALUE_LEN: pkcs11.DEFAULT}
 
-MASTER_CAPABILITIES = {
-    KeyKind.DES2: {Attribute.DERIVE: True},
-    KeyKind.AES128: {Attribute.ENCRYPT: True, Attribute.DECRYPT: True, Attribute.SIGN: True},
-    KeyKind.AES256: {Attribute.ENCRYPT: True, Attribute.DECRYPT: True, Attribute.SIGN: True},
+USES = (
+    Attribute.ENCRYPT,
+    Attribute.DECRYPT,
+    Attribute.WRAP,
+    Attribute.UNWRAP,
+    Attribute.SIGN,
+    Attribute.VERIFY,
+    Attribute.DERIVE,
+)
+
+
+def _only(*uses: Attribute) -> dict[Attribute, bool]:
+    """Every key-usage attribute, true for ``uses`` alone: C_CreateObject would
+    otherwise take the token's defaults (SoftHSMv2: ENCRYPT, SIGN... all true)."""
+    return {use: use in uses for use in USES}
+
+
+# An issuer master key only derives: DES3 under it of chosen data would be an ICC
+# master key in clear.
+MASTER_USES = {
+    KeyKind.DES2: _only(Attribute.DERIVE),
+    KeyKind.AES128: _only(Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN),
+    KeyKind.AES256: _only(Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN),
 }
 KEY_LENGTHS = {KeyKind.DES2: 16, KeyKind.AES128: 16, KeyKind.AES256: 32}
 AES_KINDS = (KeyKind.AES128, KeyKind.AES256)
 PADDINGS = {"emv": mac.pad_iso9797_1_method_2, "visa": mac.pad_iso9797_1_method_1}
 
-_libraries: dict[str, pkcs11.lib] = {}
-_libraries_lock = threading.Lock()
+_Object = TypeVar("_Object", bound=pkcs11.Object)
+
+_loading = threading.Lock()
 
 
-def library(module: str | os.PathLike[str]) -> pkcs11.lib:
+def library(module: str | os.PathLike[str]) -> Library:
     """The PKCS#11 module at ``module``, loaded and initialised (C_Initialize) once
-    per process, as PKCS#11 allows; HsmError if it is not there or will not load."""
+    per process, as PKCS#11 allows (python-pkcs11 keeps it); HsmError if it is not
+    there or will not load."""
     path = os.fspath(module)
-    with _libraries_lock:
-        if path not in _libraries:
-            if not Path(path).is_file():
-                raise HsmError(f"PKCS#11 module {path}: no such file")
-            try:
-                _libraries[path] = pkcs11.lib(path)
-            except pkcs11.PKCS11Error as err:
-                raise HsmError(f"PKCS#11 module {path}: cannot be loaded ({err})") from None
-        return _libraries[path]
+    if not Path(path).is_file():
+        raise HsmError(f"PKCS#11 module {path}: no such file")
+    with _loading:
+        try:
+            return pkcs11.lib(path)
+        except pkcs11.PKCS11Error as err:
+            raise HsmError(f"PKCS#11 module {path}: cannot be loaded ({err})") from None
 
 
 # --- derivation inputs: public data, computed on the host ---------------------------------
 
 
-def _with_inverse(y: bytes) -> bytes:
-    """Y || (Y xor 'FF'x8): the 16 bytes that DES3(parent) turns into a DES2 key."""
-    return y + bytes(b ^ 0xFF for b in y)
-
-
 def _icc_data(icc: IccMaster) -> bytes:
-    """The ICC master key input: Y of Book 2 A1.4.1 (option A, the rightmost 16 digits
-    of PAN || PSN) or A1.4.2 (option B, PAN over 16 digits: decimalised SHA-1)."""
-    x = kd._pan_psn(icc.pan, icc.psn)
-    if icc.option == "B" and len(icc.pan) > 16:
-        return _with_inverse(bytes.fromhex(kd._decimalise_sha1(x)))
-    return _with_inverse(bytes.fromhex(x[-16:].zfill(16)))
+    """Y || Y' of the ICC master key, option A or B (Book 2 A1.4.1 / A1.4.2)."""
+    return kd.icc_mk_derivation_data(icc.pan, icc.psn, icc.option)
 
 
 def _limited_use_data(key: LimitedUse) -> bytes:
-    """The CBP key input (docs/cbp.md "Keys"): Y = domain || value || '000000'."""
-    require_length("value", key.ident, 4)
-    return _with_inverse(bytes((cbp.KeyDomain(key.kind),)) + key.ident + bytes(3))
+    """The CBP key input (docs/cbp.md "Keys")."""
+    return cbp.diversification_data(cbp.KeyDomain(key.kind), key.ident)
 
 
 def _session_data(session: Session) -> bytes:
     """F1 || F2 of the TDEA common session key (Book 2 A1.3.1); for M/Chip,
     R = ATC || '0000' || UN."""
     if isinstance(session, MastercardSession):
-        require_length("atc", session.atc, 2)
-        require_length("un", session.un, 4)
-        r = session.atc + b"\x00\x00" + session.un
-    else:
-        r = session.r
-        require_length("r", r, des.BLOCK_SIZE)
-    return r[:2] + b"\xf0" + r[3:] + r[:2] + b"\x0f" + r[3:]
+        return kd.common_sk_derivation_data(kd.mastercard_sk_r(session.atc, session.un))
+    return kd.common_sk_derivation_data(session.r)
 
 
 def _path_data(path: KeyPath) -> list[bytes]:
@@ -181,6 +199,17 @@ def _twin_data(data: bytes) -> bytes:
 # --- token objects --------------------------------------------------------------------------
 
 
+def _stored(label: str, kind: KeyKind) -> dict[Attribute, Any]:
+    """The template of a stored symmetric key: private, sensitive, never extractable."""
+    return {
+        Attribute.LABEL: label,
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        **SECRET,
+        **MASTER_USES[kind],
+    }
+
+
 def _kind(key: pkcs11.SecretKey) -> KeyKind | None:
     key_type = key[Attribute.KEY_TYPE]
     if key_type == KeyType.DES2:
@@ -197,16 +226,16 @@ def _point(public: pkcs11.PublicKey) -> bytes:
 
 
 def _derive_des2(
-    parent: pkcs11.SecretKey,
+    parent: _Key,
     data: bytes,
     capabilities: MechanismFlag,
     template: dict[Attribute, Any],
-) -> pkcs11.SecretKey:
+) -> _Key:
     """CKM_DES3_ECB_ENCRYPT_DATA: the DES2 session key DES3(parent)[data] (odd parity).
     The parameter is a packed CK_KEY_DERIVATION_STRING_DATA {pData, ulLen}."""
     buffer = ctypes.create_string_buffer(data, len(data))
     parameter = struct.pack("PL", ctypes.addressof(buffer), len(data))
-    return parent.derive_key(
+    key = parent.derive_key(
         KeyType.DES2,
         128,
         capabilities=capabilities,
@@ -214,22 +243,23 @@ def _derive_des2(
         mechanism_param=parameter,
         template={**template, **NO_VALUE_LEN},
     )
+    return cast("_Key", key)
 
 
-def _retail_mac(
-    key: pkcs11.SecretKey, twin: pkcs11.SecretKey, data: bytes, padding: Literal[1, 2]
-) -> bytes:
-    """ISO/IEC 9797-1 MAC algorithm 3 (Book 2 A1.2.1) with the twin key: CKM_DES3_CBC
-    under KL || KL over all blocks but the last gives H, then one CKM_DES3_CBC
-    block under K with IV H."""
-    padded = (mac.pad_iso9797_1_method_2 if padding == 2 else mac.pad_iso9797_1_method_1)(data)
+def _encrypt(key: _Key, data: bytes, mechanism: Mechanism, parameter: Any = None) -> bytes:
+    """C_Encrypt of one buffer (python-pkcs11 returns bytes for bytes)."""
+    return cast(bytes, key.encrypt(data, mechanism=mechanism, mechanism_param=parameter))
+
+
+def _retail_mac(key: _Key, twin: _Key, padded: bytes) -> bytes:
+    """ISO/IEC 9797-1 MAC algorithm 3 (Book 2 A1.2.1) of padded data with the twin
+    key: CKM_DES3_CBC under KL || KL over all blocks but the last gives H, then
+    one CKM_DES3_CBC block under K with IV H."""
     head, last = padded[: -des.BLOCK_SIZE], padded[-des.BLOCK_SIZE :]
     chain = des.ZERO_IV
     if head:
-        chain = twin.encrypt(head, mechanism=Mechanism.DES3_CBC, mechanism_param=des.ZERO_IV)[
-            -des.BLOCK_SIZE :
-        ]
-    return bytes(key.encrypt(last, mechanism=Mechanism.DES3_CBC, mechanism_param=chain))
+        chain = _encrypt(twin, head, Mechanism.DES3_CBC, des.ZERO_IV)[-des.BLOCK_SIZE :]
+    return _encrypt(key, last, Mechanism.DES3_CBC, chain)
 
 
 class _Scratch:
@@ -238,7 +268,7 @@ class _Scratch:
     def __init__(self) -> None:
         self.objects: list[pkcs11.Object] = []
 
-    def keep[T: pkcs11.Object](self, obj: T) -> T:
+    def keep(self, obj: _Object) -> _Object:
         self.objects.append(obj)
         return obj
 
@@ -267,14 +297,17 @@ class Pkcs11Hsm:
             raise HsmError(f"{where}: cannot open a session ({type(err).__name__})") from None
         self._where = where
         self._lock = threading.Lock()
+        self._open = True
 
     def __repr__(self) -> str:
         return f"Pkcs11Hsm({self._where})"
 
     def close(self) -> None:
-        """Log out and close the session (the module stays loaded for the process)."""
+        """Log out and close the session, once (the module stays loaded for the process)."""
         with self._lock:
-            self._session.close()
+            if self._open:
+                self._open = False
+                self._session.close()
 
     def __enter__(self) -> Pkcs11Hsm:
         return self
@@ -298,7 +331,12 @@ class Pkcs11Hsm:
         scratch = _Scratch()
         with self._lock:
             try:
-                yield scratch
+                if not self._open:
+                    raise HsmError(f"{operation}: {self._where} is closed")
+                try:
+                    yield scratch
+                finally:
+                    scratch.destroy()
             except HsmError:
                 raise
             except (ValueError, OverflowError) as err:
@@ -307,12 +345,12 @@ class Pkcs11Hsm:
                 raise HsmError(
                     f"{operation} with key {label!r}: the token refused ({type(err).__name__})"
                 ) from None
-            finally:
-                scratch.destroy()
 
     def _find(self, object_class: ObjectClass, label: str) -> pkcs11.Object | None:
+        """The stored object of that class and label (C_FindObjects run to its end)."""
         template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
-        return next(iter(self._session.get_objects(template)), None)
+        found = list(self._session.get_objects(template))
+        return found[0] if found else None
 
     def _describe(self, label: str) -> str:
         """What ``label`` is, for a wrong-kind message; KeyNotFound if nothing."""
@@ -326,50 +364,41 @@ class Pkcs11Hsm:
 
     def _secret(
         self, operation: str, label: str, kinds: Sequence[KeyKind] = tuple(KeyKind)
-    ) -> tuple[pkcs11.SecretKey, KeyKind]:
+    ) -> tuple[_Key, KeyKind]:
         key = self._find(ObjectClass.SECRET_KEY, label)
         kind = _kind(key) if isinstance(key, pkcs11.SecretKey) else None
-        if not isinstance(key, pkcs11.SecretKey) or kind not in kinds:
+        if kind is None or kind not in kinds:
             expected = " or ".join(k.value for k in kinds)
-            raise HsmError(f"{operation}: key {label!r} is {self._describe(label)}, expected {expected}")
-        return key, kind
+            raise HsmError(
+                f"{operation}: key {label!r} is {self._describe(label)}, expected {expected}"
+            )
+        return cast("_Key", key), kind
 
-    def _rsa(self, operation: str, label: str) -> pkcs11.PrivateKey:
+    def _rsa(self, operation: str, label: str) -> _PrivateKey:
         key = self._find(ObjectClass.PRIVATE_KEY, label)
         if not isinstance(key, pkcs11.PrivateKey) or key[Attribute.KEY_TYPE] != KeyType.RSA:
             raise HsmError(f"{operation}: key {label!r} is {self._describe(label)}, not an RSA key")
-        return key
+        return cast("_PrivateKey", key)
 
     def _claim(self, label: str) -> None:
         """Refuse an empty label or one that any stored object already has."""
         if not label:
             raise HsmError("a key label must not be empty")
-        if next(iter(self._session.get_objects({Attribute.LABEL: label})), None) is not None:
+        if list(self._session.get_objects({Attribute.LABEL: label, Attribute.TOKEN: True})):
             raise HsmError(f"label {label!r} is taken")
 
     # --- symmetric keys -----------------------------------------------------------------
-
-    def _stored_template(self, label: str, kind: KeyKind) -> dict[Attribute, Any]:
-        return {
-            Attribute.LABEL: label,
-            Attribute.TOKEN: True,
-            Attribute.PRIVATE: True,
-            **SECRET,
-            **MASTER_CAPABILITIES[kind],
-        }
 
     def generate_key(self, label: str, kind: KeyKind) -> KeyInfo:
         """A new key made by the token (CKM_DES2_KEY_GEN / CKM_AES_KEY_GEN)."""
         with self._call("generate_key", label):
             self._claim(label)
-            key_type = KeyType.DES2 if kind is KeyKind.DES2 else KeyType.AES
+            des2 = kind is KeyKind.DES2
             key = self._session.generate_key(
-                key_type,
-                KEY_LENGTHS[kind] * 8,
+                KeyType.DES2 if des2 else KeyType.AES,
+                None if des2 else KEY_LENGTHS[kind] * 8,
                 capabilities=MechanismFlag(0),
-                template={**self._stored_template(label, kind), **NO_VALUE_LEN}
-                if kind is KeyKind.DES2
-                else self._stored_template(label, kind),
+                template=_stored(label, kind),
             )
             return KeyInfo(label, kind, bytes(key[Attribute.CHECK_VALUE]))
 
@@ -388,13 +417,15 @@ class Pkcs11Hsm:
                     Attribute.CLASS: ObjectClass.SECRET_KEY,
                     Attribute.KEY_TYPE: KeyType.DES2 if kind is KeyKind.DES2 else KeyType.AES,
                     Attribute.VALUE: value,
-                    **self._stored_template(label, kind),
+                    **_stored(label, kind),
                 }
             )
             check_value = bytes(key[Attribute.CHECK_VALUE])
             if not hmac.compare_digest(check_value, kcv):
                 scratch.keep(key)
-                raise HsmError(f"import_key {label!r}: the key does not match the check value given")
+                raise HsmError(
+                    f"import_key {label!r}: the key does not match the check value given"
+                )
             return KeyInfo(label, kind, check_value)
 
     def key_info(self, label: str) -> KeyInfo:
@@ -412,7 +443,7 @@ class Pkcs11Hsm:
 
     def _working_keys(
         self, scratch: _Scratch, operation: str, path: KeyPath, *, twin: bool
-    ) -> tuple[pkcs11.SecretKey, pkcs11.SecretKey]:
+    ) -> tuple[_Key, _Key]:
         """The key at ``path`` derived in the token (session objects in ``scratch``) and,
         if ``twin``, its twin KL || KL for the retail MAC (else the key again)."""
         imk, _ = self._secret(operation, path.imk, (KeyKind.DES2,))
@@ -435,7 +466,7 @@ class Pkcs11Hsm:
             if padding not in PADDINGS:
                 raise ValueError(f'padding must be "emv" or "visa", got {padding!r}')
             key, twin = self._working_keys(scratch, "application_cryptogram", path, twin=True)
-            return _retail_mac(key, twin, data, 2 if padding == "emv" else 1)
+            return _retail_mac(key, twin, PADDINGS[padding](data))
 
     def verify_application_cryptogram(
         self, path: KeyPath, data: bytes, padding: Literal["emv", "visa"], cryptogram: bytes
@@ -449,7 +480,7 @@ class Pkcs11Hsm:
             require_length("arqc", arqc, 8)
             require_length("arc", arc, 2)
             y = bytes(a ^ b for a, b in zip(arqc, arc + bytes(6), strict=True))
-            return bytes(key.encrypt(y, mechanism=Mechanism.DES3_ECB))
+            return _encrypt(key, y, Mechanism.DES3_ECB)
 
     def arpc_method_2(
         self, path: KeyPath, arqc: bytes, csu: bytes, prop_auth_data: bytes = b""
@@ -463,13 +494,14 @@ class Pkcs11Hsm:
                 raise ValueError(
                     f"prop_auth_data must be 0 to 8 bytes long, got {len(prop_auth_data)}"
                 )
-            return _retail_mac(key, twin, arqc + csu + prop_auth_data, 2)[: ac.ARPC_2_LENGTH]
+            padded = mac.pad_iso9797_1_method_2(arqc + csu + prop_auth_data)
+            return _retail_mac(key, twin, padded)[: ac.ARPC_2_LENGTH]
 
     def key_check_value(self, path: KeyPath) -> bytes:
         """CKM_DES3_ECB of 8 zero bytes under the key at ``path``, leftmost 3 bytes."""
         with self._call("key_check_value", path.imk) as scratch:
             key, _ = self._working_keys(scratch, "key_check_value", path, twin=False)
-            return bytes(key.encrypt(des.ZERO_IV, mechanism=Mechanism.DES3_ECB))[:KCV_LENGTH]
+            return _encrypt(key, des.ZERO_IV, Mechanism.DES3_ECB)[:KCV_LENGTH]
 
     # --- device batches -----------------------------------------------------------------
 
@@ -487,12 +519,8 @@ class Pkcs11Hsm:
         the limited-use keys leave it only under AES-KWP."""
         with self._call("wrap_batch", imk) as scratch:
             master, _ = self._secret("wrap_batch", imk, (KeyKind.DES2,))
-            if pin_key is None and any(r.key.kind is BatchKind.SUK_UV for r in keys):
-                raise HsmError("wrap_batch: an SUK-UV is only handed out masked: give pin_key")
-            wrap._load_point(device_point, "device public key")
-            mk = scratch.keep(
-                _derive_des2(master, _icc_data(icc), MechanismFlag.DERIVE, SECRET)
-            )
+            wrap.load_point(device_point, "device public key")
+            mk = scratch.keep(_derive_des2(master, _icc_data(icc), MechanismFlag.DERIVE, SECRET))
             ephemeral, kek, kmac = self._envelope_keys(scratch, device_point)
             mask = None if pin_key is None else self._pin_key(scratch, pin_key)
             payload = wrap.encode_batch(
@@ -501,9 +529,7 @@ class Pkcs11Hsm:
             tag = bytes(kmac.sign(header + payload, mechanism=Mechanism.AES_CMAC))
             return wrap.assemble_envelope(ephemeral, tag, payload)
 
-    def _envelope_keys(
-        self, scratch: _Scratch, device_point: bytes
-    ) -> tuple[bytes, pkcs11.SecretKey, pkcs11.SecretKey]:
+    def _envelope_keys(self, scratch: _Scratch, device_point: bytes) -> tuple[bytes, _Key, _Key]:
         """E, KEK and KMAC: a fresh P-256 pair, Z = CKM_ECDH1_DERIVE (CKD_NULL) as an
         AES-256 key, then CKM_AES_ECB_ENCRYPT_DATA over ``wrap.envelope_key_data``."""
         parameters = self._session.create_domain_parameters(
@@ -513,9 +539,8 @@ class Pkcs11Hsm:
             store=False, private_template={**SECRET, Attribute.DERIVE: True}
         )
         scratch.keep(public)
-        scratch.keep(private)
         shared = scratch.keep(
-            private.derive_key(
+            cast("_PrivateKey", scratch.keep(private)).derive_key(
                 KeyType.AES,
                 256,
                 capabilities=MechanismFlag.DERIVE,
@@ -527,42 +552,49 @@ class Pkcs11Hsm:
         ephemeral = _point(public)
         kek_data, kmac_data = wrap.envelope_key_data(ephemeral, device_point)
         kek, kmac = (
-            scratch.keep(
-                shared.derive_key(
-                    KeyType.AES,
-                    256,
-                    capabilities=capability,
-                    mechanism=Mechanism.AES_ECB_ENCRYPT_DATA,
-                    mechanism_param=data,
-                    template=SECRET,
-                )
+            cast(
+                "_Key",
+                scratch.keep(
+                    cast("_Key", shared).derive_key(
+                        KeyType.AES,
+                        256,
+                        capabilities=capability,
+                        mechanism=Mechanism.AES_ECB_ENCRYPT_DATA,
+                        mechanism_param=data,
+                        template=SECRET,
+                    )
+                ),
             )
-            for data, capability in ((kek_data, MechanismFlag.WRAP), (kmac_data, MechanismFlag.SIGN))
+            for data, capability in (
+                (kek_data, MechanismFlag.WRAP),
+                (kmac_data, MechanismFlag.SIGN),
+            )
         )
         return ephemeral, kek, kmac
 
-    def _pin_key(self, scratch: _Scratch, pin_key: bytes) -> pkcs11.SecretKey:
+    def _pin_key(self, scratch: _Scratch, pin_key: bytes) -> _Key:
         """The caller's PIN key as a session AES-256 wrapping key."""
         require_length("pin_key", pin_key, PIN_KEY_LENGTH)
-        return scratch.keep(
+        key = scratch.keep(
             self._session.create_object(
                 {
                     Attribute.CLASS: ObjectClass.SECRET_KEY,
                     Attribute.KEY_TYPE: KeyType.AES,
                     Attribute.VALUE: pin_key,
                     Attribute.TOKEN: False,
-                    Attribute.WRAP: True,
+                    **_only(Attribute.WRAP),
                     **SECRET,
                 }
             )
         )
+        return cast("_Key", key)
 
     def _sealed_key(
         self,
         scratch: _Scratch,
-        mk: pkcs11.SecretKey,
-        kek: pkcs11.SecretKey,
-        mask: pkcs11.SecretKey | None,
+        mk: _Key,
+        kek: _Key,
+        mask: _Key | None,
         request: BatchRequest,
     ) -> wrap.BatchKey:
         """One batch entry whose value is CKM_AES_KEY_WRAP_PAD(KEK, key), the key being
@@ -570,7 +602,9 @@ class Pkcs11Hsm:
         key = scratch.keep(
             _derive_des2(mk, _limited_use_data(request.key), MechanismFlag(0), WRAPPABLE)
         )
-        if request.key.kind is BatchKind.SUK_UV and mask is not None:
+        if request.key.kind is BatchKind.SUK_UV:
+            if mask is None:
+                raise HsmError("wrap_batch: an SUK-UV is only handed out masked: give pin_key")
             key = scratch.keep(self._masked(mask, key))
         return wrap.BatchKey(
             request.key.kind,
@@ -581,19 +615,21 @@ class Pkcs11Hsm:
             request.expiry_hour,
         )
 
-    def _masked(self, mask: pkcs11.SecretKey, key: pkcs11.SecretKey) -> pkcs11.SecretKey:
+    def _masked(self, mask: _Key, key: _Key) -> _Key:
         """``cbp.mask_key`` in the token (CKM_AES_CBC key wrap, zero IV, one block), put
         back as a wrappable session object (the value crosses the host: module docstring)."""
         masked = mask.wrap_key(key, mechanism=Mechanism.AES_CBC, mechanism_param=AES_BLOCK)
-        return self._session.create_object(
+        masked_key = self._session.create_object(
             {
                 Attribute.CLASS: ObjectClass.SECRET_KEY,
                 Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
                 Attribute.VALUE: bytes(masked),
                 Attribute.TOKEN: False,
+                **_only(),
                 **WRAPPABLE,
             }
         )
+        return cast("_Key", masked_key)
 
     # --- RSA ----------------------------------------------------------------------------
 
@@ -634,7 +670,9 @@ class Pkcs11Hsm:
             modulus = bytes(key[Attribute.MODULUS])
             if len(message) != len(modulus) or message >= modulus:
                 raise ValueError("the message must have the modulus length and be less than it")
-            return bytes(key.sign(message, mechanism=Mechanism.RSA_X_509)).rjust(len(modulus), b"\0")
+            return bytes(key.sign(message, mechanism=Mechanism.RSA_X_509)).rjust(
+                len(modulus), b"\0"
+            )
 
     # --- the vault's data key -----------------------------------------------------------
 
@@ -644,18 +682,23 @@ class Pkcs11Hsm:
             key, _ = self._secret("encrypt_data", label, AES_KINDS)
             nonce = os.urandom(GCM_NONCE_LENGTH)
             parameters = GCMParams(nonce, aad, GCM_TAG_BITS)
-            return nonce + bytes(key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=parameters))
+            return nonce + _encrypt(key, plaintext, Mechanism.AES_GCM, parameters)
 
     def decrypt_data(self, label: str, ciphertext: bytes, aad: bytes) -> bytes:
         with self._call("decrypt_data", label):
             key, _ = self._secret("decrypt_data", label, AES_KINDS)
-            failed = HsmError(f"decrypt_data with key {label!r}: altered, or sealed under other aad")
+            failed = HsmError(
+                f"decrypt_data with key {label!r}: altered, or sealed under other aad"
+            )
             if len(ciphertext) < GCM_NONCE_LENGTH + GCM_TAG_BITS // 8:
                 raise failed
             nonce, sealed = ciphertext[:GCM_NONCE_LENGTH], ciphertext[GCM_NONCE_LENGTH:]
             try:
                 parameters = GCMParams(nonce, aad, GCM_TAG_BITS)
-                return bytes(key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=parameters))
+                opened = key.decrypt(
+                    sealed, mechanism=Mechanism.AES_GCM, mechanism_param=parameters
+                )
+                return cast(bytes, opened)
             except pkcs11.PKCS11Error:
                 raise failed from None
 

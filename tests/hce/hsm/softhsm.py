@@ -1,0 +1,89 @@
+"""A throw-away SoftHSMv2 token per test, and the Pkcs11Hsm logged in to it.
+
+``make_pkcs11_hsm(tmp_path)`` writes a ``softhsm2.conf`` whose token directory is
+in ``tmp_path``, points SOFTHSM2_CONF at it, initialises a token with
+``softhsm2-util``, and makes the process's (single) SoftHSM module re-read its
+configuration (C_Finalize + C_Initialize). The module is loaded once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hce.hsm.pkcs11 import Pkcs11Hsm, library
+
+MODULE_CANDIDATES = [
+    "/usr/lib/softhsm/libsofthsm2.so",  # Debian, Ubuntu
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",  # Fedora
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+    "/opt/homebrew/lib/softhsm/libsofthsm2.so",  # macOS
+]
+TOKEN_LABEL = "emvtap-test"
+SO_PIN = "87654321"
+USER_PIN = "1234"
+
+
+def softhsm_module() -> str:
+    """SOFTHSM2_MODULE if set, else the first SoftHSMv2 module found; skips (fails in CI)
+    when there is none."""
+    candidates = [os.environ.get("SOFTHSM2_MODULE", ""), *MODULE_CANDIDATES]
+    found = next((path for path in candidates if path and Path(path).is_file()), None)
+    if found is None:
+        reason = "no SoftHSMv2 module (libsofthsm2.so); set SOFTHSM2_MODULE"
+        if os.environ.get("CI"):
+            pytest.fail(f"pkcs11 backend cannot run in CI: {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def init_token(tmp_path: Path) -> Path:
+    """A new token directory and its configuration file; SOFTHSM2_CONF points at it."""
+    token_dir = tmp_path / "softhsm-tokens"
+    token_dir.mkdir()
+    config = tmp_path / "softhsm2.conf"
+    config.write_text(
+        f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
+    os.environ["SOFTHSM2_CONF"] = str(config)
+    subprocess.run(
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--so-pin",
+            SO_PIN,
+            "--pin",
+            USER_PIN,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return token_dir
+
+
+@contextlib.contextmanager
+def make_pkcs11_hsm(tmp_path: Path) -> Iterator[Pkcs11Hsm]:
+    """A Pkcs11Hsm on a fresh SoftHSMv2 token in ``tmp_path``, removed afterwards."""
+    module = softhsm_module()
+    previous = os.environ.get("SOFTHSM2_CONF")
+    token_dir = init_token(tmp_path)
+    try:
+        library(module).reinitialize()
+        with Pkcs11Hsm(module, TOKEN_LABEL, USER_PIN) as hsm:
+            yield hsm
+    finally:
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
+        shutil.rmtree(token_dir)

@@ -1,0 +1,247 @@
+"""Pkcs11Hsm only (SoftHSMv2): what the token holds, what it keeps, how it is opened.
+
+The shared suite (test_hsm.py) checks the outputs; this file looks inside the
+token through the backend's own session: stored secrets cannot be read, no
+session object outlives a call, the envelope is the ECW2 one, and opening a
+token fails with a clear HsmError.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pkcs11
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11 import Attribute, ObjectClass
+
+from emv.crypto import aes, cbp, des, kd, wrap
+from emv.crypto.wrap import BatchHeader, BatchKind
+from hce.hsm.interface import (
+    BatchRequest,
+    CommonSession,
+    HsmError,
+    IccMaster,
+    KeyKind,
+    KeyPath,
+    LimitedUse,
+    MastercardSession,
+)
+from hce.hsm.pkcs11 import Pkcs11Hsm, library
+
+# The hsm fixture of conftest.py, pkcs11 backend only (skipped without SoftHSMv2).
+pytestmark = pytest.mark.parametrize("hsm", ["pkcs11"], indirect=True)
+
+IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+AES_256 = bytes.fromhex("603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4")
+PAN = "4761739001010010"
+ICC = IccMaster(PAN, b"\x01")
+ATC = bytes.fromhex("002A")
+LUK = LimitedUse(BatchKind.LUK, bytes.fromhex("00CB2003"))
+SUK_UV = LimitedUse(BatchKind.SUK_UV, b"\x00\x00" + ATC)
+DEVICE = ec.generate_private_key(ec.SECP256R1())
+DEVICE_POINT = wrap.public_point(DEVICE.public_key())
+HEADER = BatchHeader(b"batch-01", b"token-1", wrap.device_fingerprint(DEVICE_POINT), BatchKind.SUK)
+PIN_KEY = cbp.pin_key("1234", PAN)
+REQUESTS = [
+    BatchRequest(LUK, max_transactions=10, max_amount=50_000, expiry_hour=60_024),
+    BatchRequest(SUK_UV, max_transactions=1, max_amount=20_000, expiry_hour=60_100),
+]
+
+
+def _helper() -> ModuleType:
+    """``softhsm.py`` beside this file (the tests are not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "hce_hsm_test_softhsm_direct", Path(__file__).with_name("softhsm.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+softhsm = _helper()
+
+
+@pytest.fixture
+def stocked(hsm: Pkcs11Hsm) -> Pkcs11Hsm:
+    """The HSM with an imported and a generated DES2 key, an AES key and an RSA pair."""
+    hsm.import_key("imk", KeyKind.DES2, IMK, des.kcv(IMK))
+    hsm.generate_key("imk-new", KeyKind.DES2)
+    hsm.import_key("vault", KeyKind.AES256, AES_256, aes.kcv(AES_256))
+    hsm.generate_rsa_key("ca", 1024, 3)
+    return hsm
+
+
+def _session(hsm: Pkcs11Hsm) -> pkcs11.Session:
+    """The backend's own session: white-box inspection of the token."""
+    session: pkcs11.Session = hsm._session
+    return session
+
+
+def _objects(hsm: Pkcs11Hsm) -> int:
+    return len(list(_session(hsm).get_objects()))
+
+
+def test_stored_secrets_cannot_be_read(stocked: Pkcs11Hsm) -> None:
+    secrets = [
+        *_session(stocked).get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}),
+        *_session(stocked).get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}),
+    ]
+    assert sorted(key[Attribute.LABEL] for key in secrets) == ["ca", "imk", "imk-new", "vault"]
+    for key in secrets:
+        assert key[Attribute.TOKEN] and key[Attribute.SENSITIVE]
+        assert not key[Attribute.EXTRACTABLE]
+        with pytest.raises(pkcs11.AttributeSensitive):
+            key[
+                Attribute.VALUE
+                if key[Attribute.CLASS] is ObjectClass.SECRET_KEY
+                else Attribute.PRIVATE_EXPONENT
+            ]
+        if key[Attribute.LABEL] in ("imk-new", "ca"):
+            assert key[Attribute.NEVER_EXTRACTABLE] and key[Attribute.ALWAYS_SENSITIVE]
+
+
+USES = (
+    Attribute.ENCRYPT,
+    Attribute.DECRYPT,
+    Attribute.WRAP,
+    Attribute.UNWRAP,
+    Attribute.SIGN,
+    Attribute.VERIFY,
+    Attribute.DERIVE,
+)
+GRANTED = {
+    "imk": {Attribute.DERIVE},
+    "imk-new": {Attribute.DERIVE},
+    "vault": {Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN},
+    "ca": {Attribute.SIGN},
+}
+
+
+@pytest.mark.parametrize("label", GRANTED)
+def test_stored_secrets_have_only_their_uses(stocked: Pkcs11Hsm, label: str) -> None:
+    """An IMK only derives: DES3 under it of chosen data would be an ICC master key in clear."""
+    template = {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}
+    uses = USES
+    if label == "ca":
+        template[Attribute.CLASS] = ObjectClass.PRIVATE_KEY
+        uses = (Attribute.DECRYPT, Attribute.UNWRAP, Attribute.SIGN, Attribute.DERIVE)
+    (key,) = _session(stocked).get_objects(template)
+    assert {use for use in uses if key[use]} == GRANTED[label]
+
+
+SESSIONS = [None, CommonSession(ATC + bytes(6)), MastercardSession(ATC, bytes(4))]
+PATHS = [
+    KeyPath("imk", ICC, limited_use, session)
+    for limited_use in (None, LUK, SUK_UV)
+    for session in SESSIONS
+]
+CALLS: list[Callable[[Pkcs11Hsm], object]] = [
+    lambda hsm: hsm.arpc_method_1(KeyPath("imk", ICC, LUK, SESSIONS[1]), bytes(8), b"00"),
+    lambda hsm: hsm.arpc_method_2(KeyPath("imk", ICC, SUK_UV), bytes(8), bytes(4)),
+    lambda hsm: hsm.key_check_value(KeyPath("imk", IccMaster("5413330089010434567"), LUK)),
+    lambda hsm: hsm.wrap_batch(
+        "imk", ICC, REQUESTS, device_point=DEVICE_POINT, header=HEADER.to_bytes(), pin_key=PIN_KEY
+    ),
+    lambda hsm: hsm.decrypt_data("vault", hsm.encrypt_data("vault", b"pan", b"aad"), b"aad"),
+    lambda hsm: hsm.keyed_digest("vault", b"pan"),
+    lambda hsm: hsm.rsa_sign_raw("ca", bytes(128)),
+]
+FAILING_CALLS: list[Callable[[Pkcs11Hsm], object]] = [
+    lambda hsm: hsm.arpc_method_1(KeyPath("imk", ICC, LUK, SESSIONS[1]), bytes(7), b"00"),
+    lambda hsm: hsm.arpc_method_2(KeyPath("imk", ICC, LUK), bytes(8), bytes(4), bytes(9)),
+    lambda hsm: hsm.wrap_batch(
+        "imk", ICC, REQUESTS, device_point=DEVICE_POINT, header=b"", pin_key=PIN_KEY[:16]
+    ),
+    lambda hsm: hsm.decrypt_data("vault", bytes(40), b""),
+    lambda hsm: hsm.import_key("imk-2", KeyKind.DES2, IMK, b"\x00\x00\x00"),
+]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_no_session_object_outlives_a_cryptogram(stocked: Pkcs11Hsm, path: KeyPath) -> None:
+    before = _objects(stocked)
+    stocked.application_cryptogram(path, bytes(40), "emv")
+    assert _objects(stocked) == before
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_no_session_object_outlives_a_call(stocked: Pkcs11Hsm, call: Callable[..., object]) -> None:
+    before = _objects(stocked)
+    call(stocked)
+    assert _objects(stocked) == before
+
+
+@pytest.mark.parametrize("call", FAILING_CALLS)
+def test_no_session_object_outlives_a_failed_call(
+    stocked: Pkcs11Hsm, call: Callable[..., object]
+) -> None:
+    before = _objects(stocked)
+    with pytest.raises(HsmError):
+        call(stocked)
+    assert _objects(stocked) == before
+
+
+def test_the_envelope_is_ecw2_with_wrapped_keys(stocked: Pkcs11Hsm) -> None:
+    header = HEADER.to_bytes()
+    envelope = stocked.wrap_batch(
+        "imk", ICC, REQUESTS, device_point=DEVICE_POINT, header=header, pin_key=PIN_KEY
+    )
+    fixed = len(wrap.MAGIC) + wrap.POINT_LENGTH + wrap.TAG_LENGTH
+    assert envelope.startswith(b"ECW2")
+    sealed = wrap.decode_batch(envelope[fixed:], wrap.WRAPPED_KEY_LENGTH)
+    assert [key.kind for key in sealed] == [BatchKind.LUK, BatchKind.SUK_UV]
+    luk, suk_uv = wrap.decode_batch(wrap.unwrap_batch(DEVICE, envelope, header))
+    mk = kd.derive_icc_mk_a(IMK, PAN, ICC.psn)
+    assert luk.value == cbp.derive_luk(mk, LUK.ident)
+    assert cbp.unmask_key(suk_uv.value, PIN_KEY) == cbp.derive_suk_uv(mk, ATC)
+    assert cbp.unmask_key(suk_uv.value, cbp.pin_key("1235", PAN)) != cbp.derive_suk_uv(mk, ATC)
+
+
+def test_threads_share_one_hsm(stocked: Pkcs11Hsm) -> None:
+    paths = [KeyPath("imk", ICC, LUK, CommonSession(n.to_bytes(2) + bytes(6))) for n in range(8)]
+    expected = [stocked.application_cryptogram(path, bytes(40), "emv") for path in paths]
+    results: dict[int, list[bytes]] = {}
+
+    def work(number: int) -> None:
+        results[number] = [stocked.application_cryptogram(p, bytes(40), "emv") for p in paths]
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == dict.fromkeys(range(4), expected)
+
+
+def test_a_closed_hsm_refuses_calls(hsm: Pkcs11Hsm) -> None:
+    hsm.close()
+    hsm.close()
+    with pytest.raises(HsmError, match="closed"):
+        hsm.labels()
+
+
+def test_a_wrong_pin_is_refused(hsm: Pkcs11Hsm) -> None:
+    hsm.close()  # PKCS#11 logins are per process: log the fixture's session out first
+    with pytest.raises(HsmError, match="login refused") as raised:
+        Pkcs11Hsm(softhsm.softhsm_module(), softhsm.TOKEN_LABEL, "9999")
+    assert "9999" not in str(raised.value)
+
+
+def test_an_unknown_token_is_refused(hsm: Pkcs11Hsm) -> None:
+    with pytest.raises(HsmError, match=r"'no-such-token'.*: no such token"):
+        Pkcs11Hsm(softhsm.softhsm_module(), "no-such-token", softhsm.USER_PIN)
+
+
+def test_a_missing_module_is_refused(hsm: Pkcs11Hsm, tmp_path: Path) -> None:
+    missing = tmp_path / "libnothere.so"
+    with pytest.raises(HsmError, match=f"PKCS#11 module {missing}: no such file"):
+        Pkcs11Hsm(missing, softhsm.TOKEN_LABEL, softhsm.USER_PIN)
+    not_a_module = tmp_path / "softhsm2.conf"
+    with pytest.raises(HsmError, match="cannot be loaded"):
+        library(not_a_module)
