@@ -76,12 +76,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         status, body = self._route(method, path)
         payload = json.dumps(body, indent=None).encode()
+        # logged before the answer leaves, so a client that has it finds it in the log
+        log.info("%s %s %d %.1f ms", method, path, status, (time.perf_counter() - started) * 1000)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        log.info("%s %s %d %.1f ms", method, path, status, (time.perf_counter() - started) * 1000)
 
     def _route(self, method: str, path: str) -> tuple[int, Any]:
         if method == "GET" and path == "/v1/openapi.json":
