@@ -20,6 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from emv import tags, tlv, trace
+from hce.hsm.interface import HsmError
+from hce.server.errors import ServiceError
+from hce.wallet.errors import WalletError
 from scenarios import selfcheck
 from scenarios.about import version
 from scenarios.server_cli import ServerSetupError, add_server_commands
@@ -40,7 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (CliError, ServerSetupError, ValueError, OSError) as err:
+    except (
+        CliError,
+        ServerSetupError,
+        HsmError,
+        ServiceError,
+        WalletError,
+        ValueError,
+        OSError,
+    ) as err:
         print(f"emvtap: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ A server lives in one directory::
 
     DIR/server.json    what to open: the HSM backend, TLS files
     DIR/master.key     the soft HSM's master key (unless EMVTAP_HSM_MASTER_KEY is set)
-    DIR/hsm.keys       the soft HSM's encrypted key file
+    DIR/hsm.keys       the soft HSM's encrypted key file (none with --hsm pkcs11:...)
     DIR/store.sqlite   the store (WAL): vault, devices, issued keys, decisions, audit
 
 ``init`` creates them and the HSM keys and prints what a terminal and an
@@ -27,14 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hce.hsm.interface import Hsm
 from hce.hsm.keyfile import MASTER_KEY_ENV, read_master_key
 from hce.hsm.soft import SoftHsm
 from hce.server.api import ROUTES
 from hce.server.http import ApiServer, tls_context
 from hce.server.openapi import openapi_document
-from hce.server.service import TokenService
+from hce.server.service import InitSummary, TokenService
 from hce.server.store import SqliteStore
-from hce.server.tls import make_test_pki
+from hce.server.tls import TlsFiles, make_test_pki
 from scenarios.about import version
 from scenarios.subcommands import Subcommands, command_group
 
@@ -44,6 +45,7 @@ CONFIG = "server.json"
 MASTER_KEY = "master.key"
 KEY_FILE = "hsm.keys"
 STORE = "store.sqlite"
+PIN_ENV = "EMVTAP_HSM_PIN"
 
 
 class ServerSetupError(Exception):
@@ -125,6 +127,13 @@ def add_server_commands(commands: Subcommands) -> None:
     init.add_argument(
         "--tls", action="store_true", help="also make a test TLS CA and server certificate"
     )
+    init.add_argument(
+        "--hsm",
+        default="soft",
+        metavar="SPEC",
+        help="'soft' (default: an encrypted key file in DIR) or 'pkcs11:MODULE:TOKEN' "
+        f"(a PKCS#11 module path and token label; the user PIN comes from {PIN_ENV})",
+    )
     init.set_defaults(handler=_init)
 
     run = sub.add_parser(
@@ -149,25 +158,117 @@ def add_server_commands(commands: Subcommands) -> None:
     spec.set_defaults(handler=_openapi)
 
 
+def _pkcs11_spec(spec: str) -> tuple[str, str]:
+    """``pkcs11:MODULE:TOKEN`` -> (module path, token label)."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != "pkcs11" or not parts[1] or not parts[2]:
+        raise ServerSetupError(f"--hsm {spec!r}: expected 'soft' or 'pkcs11:MODULE:TOKEN'")
+    return parts[1], parts[2]
+
+
+def _pkcs11_pin() -> str:
+    pin = os.environ.get(PIN_ENV)
+    if not pin:
+        raise ServerSetupError(
+            f"a PKCS#11 HSM needs its user PIN in the environment variable {PIN_ENV}"
+        )
+    return pin
+
+
+@contextmanager
+def open_hsm(directory: ServerDir, spec: str) -> Iterator[Hsm]:
+    """The HSM named by ``spec`` ('soft' or 'pkcs11:MODULE:TOKEN'), closed afterwards."""
+    if spec == "soft":
+        yield SoftHsm.open(directory.key_file, directory.master())
+        return
+    from hce.hsm.pkcs11 import Pkcs11Hsm  # noqa: PLC0415  (python-pkcs11 is an optional extra)
+
+    module, token = _pkcs11_spec(spec)
+    with Pkcs11Hsm(module, token, _pkcs11_pin()) as hsm:
+        yield hsm
+
+
 @contextmanager
 def open_service(directory: ServerDir) -> Iterator[TokenService]:
-    """The token service of a server directory, its store closed afterwards."""
+    """The token service of a server directory, its HSM and store closed afterwards."""
     config = directory.read_config()
-    if config.get("hsm") != "soft":
-        raise ServerSetupError(f"{directory.config}: unsupported hsm {config.get('hsm')!r}")
-    hsm = SoftHsm.open(directory.key_file, directory.master())
-    store = SqliteStore(directory.store)
-    try:
-        yield TokenService(hsm, store, _utc_now)
-    finally:
-        store.close()
+    with open_hsm(directory, str(config.get("hsm"))) as hsm:
+        store = SqliteStore(directory.store)
+        try:
+            yield TokenService(hsm, store, _utc_now)
+        finally:
+            store.close()
 
 
 def _init(args: argparse.Namespace) -> int:
     directory = ServerDir(args.directory)
     if directory.config.exists():
         raise ServerSetupError(f"{directory.path} is already a server directory")
+    if args.hsm != "soft":
+        _pkcs11_spec(args.hsm)
+        _pkcs11_pin()
+    created = not directory.path.exists()
+    existed = set() if created else set(directory.path.iterdir())
     directory.path.mkdir(parents=True, exist_ok=True)
+    try:
+        summary, tls = _initialise(directory, args.hsm, args.tls)
+    except BaseException:
+        _remove_new_files(directory.path, existed)
+        if created:
+            directory.path.rmdir()
+        raise
+    print(f"server directory: {directory.path}")
+    for label, kcv in sorted(summary.kcvs.items()):
+        print(f"  key {label:<10} KCV {kcv}")
+    print("CA public key entry for terminals (RID INDEX EXPONENT MODULUS SHA1):")
+    print(f"  {summary.ca_key}")
+    if summary.admin_credential:
+        print(f"admin credential (shown once): {summary.admin_credential}")
+    if tls is not None:
+        print(f"TLS: {tls.certificate} (test CA {tls.ca_certificate})")
+        print(f"  pin for clients: SHA-256 {tls.fingerprint}")
+    return 0
+
+
+def _initialise(
+    directory: ServerDir, hsm: str, with_tls: bool
+) -> tuple[InitSummary, TlsFiles | None]:
+    """Make the HSM keys, the store and the TLS files; server.json is written last, so
+    a directory without it was never completely initialised."""
+    if hsm == "soft":
+        _create_soft_hsm(directory)
+    tls = make_test_pki(directory.path / "tls") if with_tls else None
+    with open_hsm(directory, hsm) as opened:
+        store = SqliteStore(directory.store)
+        try:
+            summary = TokenService(opened, store, _utc_now).initialise()
+        finally:
+            store.close()
+    config: dict[str, Any] = {"hsm": hsm, "tls": None}
+    if tls is not None:
+        config["tls"] = {
+            "certificate": str(tls.certificate),
+            "key": str(tls.key),
+            "ca": str(tls.ca_certificate),
+        }
+    directory.config.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return summary, tls
+
+
+def _remove_new_files(path: Path, existed: set[Path]) -> None:
+    """Undo a failed init: remove what it created, leaving what was there before."""
+    for entry in sorted(set(path.rglob("*")) - existed, reverse=True):
+        if any(entry.is_relative_to(old) for old in existed):
+            continue
+        if entry.is_dir():
+            entry.rmdir()
+        else:
+            entry.unlink()
+
+
+def _create_soft_hsm(directory: ServerDir) -> None:
+    """A new soft HSM key file under the master key of the environment, or a new one
+    written to DIR/master.key (mode 0600)."""
     if os.environ.get(MASTER_KEY_ENV):
         master = read_master_key()
     else:
@@ -176,28 +277,6 @@ def _init(args: argparse.Namespace) -> int:
         with os.fdopen(fd, "w") as out:
             out.write(master.hex() + "\n")
     SoftHsm.create(directory.key_file, master)
-    config: dict[str, Any] = {"hsm": "soft", "tls": None}
-    if args.tls:
-        files = make_test_pki(directory.path / "tls")
-        config["tls"] = {
-            "certificate": str(files.certificate),
-            "key": str(files.key),
-            "ca": str(files.ca_certificate),
-        }
-    directory.config.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    with open_service(directory) as service:
-        summary = service.initialise()
-    print(f"server directory: {directory.path}")
-    for label, kcv in sorted(summary.kcvs.items()):
-        print(f"  key {label:<10} KCV {kcv}")
-    print("CA public key entry for terminals (RID INDEX EXPONENT MODULUS SHA1):")
-    print(f"  {summary.ca_key}")
-    if summary.admin_credential:
-        print(f"admin credential (shown once): {summary.admin_credential}")
-    if args.tls:
-        print(f"TLS: {files.certificate} (test CA {files.ca_certificate})")
-        print(f"  pin for clients: SHA-256 {files.fingerprint}")
-    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,16 +11,16 @@ and no clear PAN or key in the database or the server's log.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
+import os
 import re
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import redirect_stdout
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from emv import tlv
 from emv.crypto import ac, cbp
 from emv.tlv import Tlv
 from hce.wallet import HttpTokenServer, KeysExhausted, Wallet, WalletFile
-from scenarios.cli import main
 
+ROOT = Path(__file__).resolve().parents[2]
 FUNDING_PAN = "4000123412341234"
 CVR = bytes(4)
 
@@ -66,20 +66,54 @@ class Server:
         return answer
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _softhsm_token(directory: Path) -> dict[str, str]:
+    """A SoftHSMv2 token of its own for the server: the environment and --hsm spec."""
+    path = ROOT / "tests" / "hce" / "hsm" / "softhsm.py"
+    spec = importlib.util.spec_from_file_location("e2e_softhsm", path)
+    assert spec and spec.loader
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    module = helper.softhsm_module()
+    previous = os.environ.get("SOFTHSM2_CONF")
+    helper.init_token(directory)
+    env = {
+        "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"],
+        "EMVTAP_HSM_PIN": helper.USER_PIN,
+        "HSM_SPEC": f"pkcs11:{module}:{helper.TOKEN_LABEL}",
+    }
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF")
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+    return env
+
+
+@pytest.fixture(scope="module", params=["soft", "pkcs11"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("server")
-    printed = StringIO()
-    with redirect_stdout(printed):
-        assert main(["server", "init", str(directory), "--tls"]) == 0
-    text = printed.getvalue()
-    admin = re.search(r"admin credential \(shown once\): (\S+)", text)
-    pin = re.search(r"pin for clients: SHA-256 ([0-9A-F]{64})", text)
-    assert admin and pin and "A000000999 99" in text
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scenarios.cli", "server", "run", str(directory), "--port", "0"],
-        stderr=subprocess.PIPE,
+    env = dict(os.environ)
+    hsm = "soft"
+    if request.param == "pkcs11":
+        token = _softhsm_token(tmp_path_factory.mktemp("hsm"))
+        hsm = token.pop("HSM_SPEC")
+        env.update(token)
+    cli = [sys.executable, "-m", "scenarios.cli", "server"]
+    init = subprocess.run(
+        [*cli, "init", str(directory), "--tls", "--hsm", hsm],
+        capture_output=True,
         text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert init.returncode == 0, init.stderr
+    admin = re.search(r"admin credential \(shown once\): (\S+)", init.stdout)
+    pin = re.search(r"pin for clients: SHA-256 ([0-9A-F]{64})", init.stdout)
+    assert admin and pin and "A000000999 99" in init.stdout
+    process = subprocess.Popen(
+        [*cli, "run", str(directory), "--port", "0"], stderr=subprocess.PIPE, text=True, env=env
     )
     assert process.stderr is not None
     banner = process.stderr.readline()
@@ -236,7 +270,8 @@ def test_no_clear_pan_or_key_in_the_database_or_the_log(server: Server, card: Ca
     server.process.terminate()
     _, log = server.process.communicate(timeout=30)
     database = b"".join(p.read_bytes() for p in server.directory.glob("store.sqlite*"))
-    master = (server.directory / "master.key").read_text().strip()
+    master_file = server.directory / "master.key"
+    master = master_file.read_text().strip() if master_file.exists() else server.admin
     secrets_ = [FUNDING_PAN, card.token_pan, server.admin, card.acquirer, master]
     for secret in secrets_:
         assert secret.encode() not in database and secret not in log
