@@ -196,10 +196,12 @@ def _authorise(service: TokenService, request: Request) -> Json:
 
 
 def _reconcile(service: TokenService, request: Request) -> Json:
+    previous = request.hex("previous") if "previous" in request.body else bytes(8)
     report = service.reconcile(
         request.params["device_id"],
         request.hex_list("entries"),
         request.hex_list("macs"),
+        previous,
         actor=request.actor,
     )
     return report.as_dict()
@@ -279,7 +281,11 @@ ROUTES: tuple[Route, ...] = (
         "Reconciliation: upload the MAC-chained transaction log; "
         "returns what matched and what did not.",
         _reconcile,
-        {"entries": "list of hex E2 templates", "macs": "list of hex MACs"},
+        {
+            "entries": "list of hex E2 templates",
+            "macs": "list of hex MACs",
+            "previous": "hex MAC the entries chain from (default 00..00: the first upload)",
+        },
         {"matched": "list", "gaps": "list", "forged": "list", "unseen": "list"},
     ),
 )

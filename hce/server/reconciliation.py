@@ -109,11 +109,13 @@ def parse_log_entry(entry: bytes) -> LogEntry:
 
 
 def first_broken_link(
-    mac: Callable[[bytes], bytes], entries: Sequence[bytes], macs: Sequence[bytes]
+    mac: Callable[[bytes], bytes],
+    entries: Sequence[bytes],
+    macs: Sequence[bytes],
+    previous: bytes = MAC_0,
 ) -> int | None:
-    """The position of the first entry whose MAC does not chain, or None. ``mac``
-    computes the log key's MAC of ``MAC_(i-1) || entry_i`` (inside the HSM)."""
-    previous = MAC_0
+    """The position of the first entry whose MAC does not chain from ``previous``, or
+    None. ``mac`` computes the log key's MAC of ``MAC_(i-1) || entry_i`` (inside the HSM)."""
     for position, (entry, claimed) in enumerate(zip(entries, macs, strict=True)):
         if not hmac.compare_digest(mac(previous + entry), claimed):
             return position

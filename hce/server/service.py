@@ -700,13 +700,20 @@ class TokenService:
         device_id: str,
         entries: Sequence[bytes],
         macs: Sequence[bytes],
+        previous: bytes = reconciliation.MAC_0,
         *,
         actor: Principal,
     ) -> ReconciliationReport:
         """Check a device's log chain under its log key (inside the HSM) and match it
-        with what the server issued and authorised (docs/cbp.md "The transaction log")."""
+        with what the server issued and authorised (docs/cbp.md "The transaction log").
+
+        ``previous`` is the MAC the entries chain from: MAC_0 for a device's first
+        upload, else the end of a chain this server already verified (so an upload
+        repeated after a lost answer is accepted again)."""
         if len(entries) != len(macs) or any(len(mac) != 8 for mac in macs):
             raise InvalidRequest("one 8-byte MAC per log entry expected")
+        if len(previous) != 8:
+            raise InvalidRequest("previous: the MAC the log chains from must be 8 bytes")
         reconciliation_id = secrets.token_hex(8)
         with self._allowed(
             actor, "reconcile", reconciliation_id, "admin", "device", device_id=device_id
@@ -721,8 +728,13 @@ class TokenService:
                 self._icc(token, self._token_pan(token)),
                 LimitedUse(BatchKind.LOG, fingerprint[:4]),
             )
+            if previous != reconciliation.MAC_0 and previous not in tx.log_chain_ends(device_id):
+                raise InvalidRequest("previous: not the end of a log chain this server verified")
             broken = reconciliation.first_broken_link(
-                lambda data: self._hsm.application_cryptogram(path, data, "emv"), entries, macs
+                lambda data: self._hsm.application_cryptogram(path, data, "emv"),
+                entries,
+                macs,
+                previous,
             )
             report = reconciliation.reconcile_entries(
                 reconciliation_id,
@@ -738,6 +750,7 @@ class TokenService:
                     device_id,
                     self._now(),
                     json.dumps(report.as_dict()),
+                    macs[-1] if macs and broken is None else None,
                 )
             )
             self._audit(

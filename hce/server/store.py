@@ -158,6 +158,7 @@ class ReconciliationRow:
     device_id: str
     at: datetime
     report: str
+    chain_end: bytes | None = None  # the last verified MAC: where the next upload chains from
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,10 @@ class StoreTransaction(Protocol):
     def authorisations(self, device_id: str) -> list[AuthorisationRow]: ...
 
     def add_reconciliation(self, row: ReconciliationRow) -> None: ...
+
+    def log_chain_ends(self, device_id: str) -> set[bytes]:
+        """Every MAC a verified upload of this device ended on."""
+        ...
 
     def add_audit(self, entry: AuditEntry) -> None: ...
     def audit_entries(self) -> list[AuditEntry]: ...
@@ -306,7 +311,8 @@ CREATE TABLE reconciliations (
     reconciliation_id  TEXT PRIMARY KEY,
     device_id          TEXT NOT NULL REFERENCES devices (device_id),
     at                 TEXT NOT NULL,
-    report             TEXT NOT NULL
+    report             TEXT NOT NULL,
+    chain_end          BLOB
 );
 CREATE TABLE audit (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -583,9 +589,16 @@ class _SqliteTransaction:
     # reconciliations and audit
     def add_reconciliation(self, row: ReconciliationRow) -> None:
         self._db.execute(
-            "INSERT INTO reconciliations VALUES (?, ?, ?, ?)",
-            (row.reconciliation_id, row.device_id, row.at.isoformat(), row.report),
+            "INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?)",
+            (row.reconciliation_id, row.device_id, row.at.isoformat(), row.report, row.chain_end),
         )
+
+    def log_chain_ends(self, device_id: str) -> set[bytes]:
+        rows = self._db.execute(
+            "SELECT chain_end FROM reconciliations WHERE device_id = ? AND chain_end IS NOT NULL",
+            (device_id,),
+        ).fetchall()
+        return {bytes(r["chain_end"]) for r in rows}
 
     def add_audit(self, entry: AuditEntry) -> None:
         self._db.execute(

@@ -84,9 +84,13 @@ class HttpTokenServer:
                 "token server answered a batch without hex header and envelope"
             ) from None
 
-    def upload_log(self, entries: Sequence[bytes], macs: Sequence[bytes]) -> dict[str, Any]:
-        """POST .../log: the pending entries and their chained MACs; the server's report."""
+    def upload_log(
+        self, previous: bytes, entries: Sequence[bytes], macs: Sequence[bytes]
+    ) -> dict[str, Any]:
+        """POST .../log: the pending entries, their chained MACs and the MAC they chain
+        from; the server's report."""
         body = {
+            "previous": previous.hex().upper(),
             "entries": [e.hex().upper() for e in entries],
             "macs": [m.hex().upper() for m in macs],
         }

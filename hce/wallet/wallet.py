@@ -59,8 +59,11 @@ class TokenServer(Protocol):
         """A new batch for this device: (header, envelope)."""
         ...
 
-    def upload_log(self, entries: Sequence[bytes], macs: Sequence[bytes]) -> dict[str, Any]:
-        """Hand the pending log entries over for reconciliation; the server's report."""
+    def upload_log(
+        self, previous: bytes, entries: Sequence[bytes], macs: Sequence[bytes]
+    ) -> dict[str, Any]:
+        """Hand the pending log entries (chained from the MAC ``previous``) over for
+        reconciliation; the server's report."""
         ...
 
 
@@ -296,7 +299,7 @@ class Wallet:
         log = self._state.log
         if not log.entries:
             return {}
-        report = server.upload_log(log.entries, log.macs)
+        report = server.upload_log(log.previous, log.entries, log.macs)
         state = copy.deepcopy(self._state)
         state.log.previous = log.last_mac
         state.log.entries, state.log.macs = [], []

@@ -29,7 +29,7 @@ import pytest
 from emv import tlv
 from emv.crypto import ac, cbp
 from emv.tlv import Tlv
-from hce.wallet import HttpTokenServer, KeysExhausted, Wallet, WalletFile
+from hce.wallet import HttpTokenServer, KeysExhausted, Outcome, Wallet, WalletFile
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNDING_PAN = "4000123412341234"
@@ -158,10 +158,8 @@ def card(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Card:
     return Card(wallet, client, token["token_pan"], token["psn"], acquirer["credential"])
 
 
-def _tap(card: Card, amount: int) -> tuple[bytes, bytes, bytes]:
-    """One CBP-V tap: the ICC data a terminal would send, the LUK session key and the ARQC."""
-    grant = card.wallet.take_luk(amount)
-    data = ac.CryptogramData(
+def _terminal_data(amount: int, atc: bytes) -> ac.CryptogramData:
+    return ac.CryptogramData(
         amount_authorised=bytes.fromhex(f"{amount:012d}"),
         amount_other=bytes(6),
         terminal_country_code=bytes.fromhex("0826"),
@@ -171,8 +169,14 @@ def _tap(card: Card, amount: int) -> tuple[bytes, bytes, bytes]:
         transaction_type=b"\x00",
         unpredictable_number=bytes.fromhex("5A1B3C4D"),
         aip=bytes.fromhex("2020"),
-        atc=grant.atc,
+        atc=atc,
     )
+
+
+def _tap(card: Card, amount: int) -> tuple[bytes, bytes, bytes]:
+    """One CBP-V tap: the ICC data a terminal would send, the LUK session key and the ARQC."""
+    grant = card.wallet.take_luk(amount)
+    data = _terminal_data(amount, grant.atc)
     cryptogram = grant.cryptogram(data, CVR)
     p = Tlv.primitive
     icc_data = tlv.encode(
@@ -252,6 +256,19 @@ def test_exhausted_keys_refused_then_replenished(server: Server, card: Card) -> 
     assert card.wallet.replenish_if_low(card.client, threshold=1, count=1) > 0
     icc_data, _, _ = _tap(card, 100)
     assert _authorise(server, card, icc_data)["decision"] == "approved"
+
+
+def test_reconciliation_over_two_uploads(server: Server, card: Card) -> None:
+    """The wallet logs each tap; the server verifies the MAC chain across uploads and
+    matches the entries with its own decisions."""
+    for amount in (200, 300):
+        grant = card.wallet.take_luk(amount)
+        data = _terminal_data(amount, grant.atc)
+        cryptogram = grant.cryptogram(data, CVR)
+        card.wallet.record(grant, data, cryptogram, b"\x80", Outcome.ONLINE_REQUESTED)
+        first = card.wallet.upload_log(card.client)
+        assert first["forged"] == [] and first["verified"] == 1, first
+    assert card.wallet.pending_log()[1] == []
 
 
 def test_a_device_cannot_fetch_another_devices_keys(server: Server, card: Card) -> None:

@@ -109,3 +109,24 @@ def test_a_malformed_entry_is_reported(server, make_card, kit):
         card.device_id, entries, _macs(card.log_key, entries), actor=card.device
     )
     assert (report.malformed, report.forged) == ((0,), ())
+
+
+def test_the_chain_goes_on_across_uploads_and_a_repeat_is_accepted(server, make_card, kit):
+    import pytest  # noqa: PLC0415
+
+    from hce.server.errors import InvalidRequest  # noqa: PLC0415
+
+    card = make_card("visa")
+    entries = _approved_log(server, card, kit, 3)
+    macs = _macs(card.log_key, entries)
+    service = server.service
+    first = service.reconcile(card.device_id, entries[:2], macs[:2], actor=card.device)
+    assert (first.verified, first.forged) == (2, ())
+    second = service.reconcile(card.device_id, entries[2:], macs[2:], macs[1], actor=card.device)
+    assert (second.verified, second.forged) == (1, ())
+    again = service.reconcile(card.device_id, entries[2:], macs[2:], macs[1], actor=card.device)
+    assert again.verified == 1
+    with pytest.raises(InvalidRequest, match="previous"):
+        service.reconcile(
+            card.device_id, entries[2:], macs[2:], bytes(7) + b"\x01", actor=card.device
+        )

@@ -174,6 +174,7 @@ def test_log_upload_over_https(wallet: Wallet, api: Api, issuer: Issuer) -> None
     _, entries, _ = wallet.pending_log()
     assert wallet.upload_log(client) == {"accepted": 1}
     assert api.requests[-1]["body"] == {
+        "previous": "0000000000000000",
         "entries": [entries[0].hex().upper()],
         "macs": [mac.hex().upper()],
     }
@@ -185,7 +186,7 @@ def test_a_pin_mismatch_is_refused_before_the_request(wallet: Wallet, api: Api) 
     for client in (_client(api, pin=wrong), _client(api, pin=wrong, ca=False)):
         with pytest.raises(ServerError, match="does not match the pinned fingerprint"):
             wallet.replenish_if_low(client, 1, count=1)
-    _client(api).upload_log([b"\xe2\x00"], [bytes(8)])
+    _client(api).upload_log(bytes(8), [b"\xe2\x00"], [bytes(8)])
     assert [r["path"] for r in api.requests] == [f"/api/v1/devices/{DEVICE_ID}/log"]
     assert wallet.usable_keys("LUK") == 0
 
@@ -208,7 +209,7 @@ def test_unreachable_server() -> None:
     with pytest.raises(
         ServerError, match=re.escape("127.0.0.1:1 unreachable: ConnectionRefusedError")
     ):
-        client.upload_log([], [])
+        client.upload_log(bytes(8), [], [])
 
 
 def test_the_credential_stays_out_of_sight() -> None:

@@ -367,6 +367,7 @@ class FakeTokenServer:
         self.wallet, self.issuer = wallet, issuer
         self.requests: list[tuple[str, int, str | None]] = []
         self.uploads: list[tuple[list[bytes], list[bytes]]] = []
+        self.previous: list[bytes] = []
 
     def fetch_batch(self, kind: str, count: int, pin: str | None) -> tuple[bytes, bytes]:
         self.requests.append((kind, count, pin))
@@ -379,8 +380,11 @@ class FakeTokenServer:
         keys = self.issuer.suks(atcs)
         return self.issuer.seal(self.wallet.device_point, [*keys, log_key], BatchKind.SUK)
 
-    def upload_log(self, entries: Sequence[bytes], macs: Sequence[bytes]) -> dict[str, Any]:
+    def upload_log(
+        self, previous: bytes, entries: Sequence[bytes], macs: Sequence[bytes]
+    ) -> dict[str, Any]:
         self.uploads.append((list(entries), list(macs)))
+        self.previous.append(previous)
         return {"accepted": len(entries)}
 
 
@@ -410,6 +414,8 @@ def test_log_upload_empties_the_log_and_the_chain_goes_on(
     previous, entries, pending = wallet.pending_log()
     log_key = cbp.derive_log_key(issuer.MK, wallet.fingerprint)
     assert previous == macs[-1] and pending == [after]
+    assert wallet.upload_log(server) == {"accepted": 1}
+    assert server.previous == [bytes(8), macs[-1]]
     assert cbp.chain_log_mac(log_key, macs[-1], entries[0]) == after
 
 
