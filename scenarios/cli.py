@@ -5,7 +5,9 @@ Subcommands (each with ``--help``):
 * ``emvtap tlv decode HEX``: a BER-TLV string as a named, decoded tree;
 * ``emvtap trace show FILE``: a JSON-lines trace as a decoded transcript;
 * ``emvtap trace convert FILE --pcapng OUT``: a JSON-lines trace to pcapng;
-* ``emvtap selfcheck``: the crypto known-answer tests and an ODA round trip.
+* ``emvtap selfcheck``: the crypto known-answer tests and an ODA round trip;
+* ``emvtap card show PROFILE``: a card profile's data objects, decoded;
+* ``emvtap server ...``: the token server (``scenarios.server_cli``).
 
 Bad input ends with one line ``emvtap: error: ...`` naming what and where, and
 exit status 2; a failed self-check exits 1.
@@ -25,6 +27,7 @@ from hce.server.errors import ServiceError
 from hce.wallet.errors import WalletError
 from scenarios import selfcheck
 from scenarios.about import version
+from scenarios.card_cli import add_card_commands
 from scenarios.server_cli import ServerSetupError, add_server_commands
 from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, usage
 
@@ -52,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         OSError,
     ) as err:
-        print(f"emvtap: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the error's own layout
+        print(f"emvtap: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -70,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_trace(commands)
     _add_selfcheck(commands)
     add_server_commands(commands)
+    add_card_commands(commands)
     return parser
 
 

@@ -9,7 +9,8 @@ A server lives in one directory::
 
 ``init`` creates them and the HSM keys and prints what a terminal and an
 operator need; ``run`` serves the HTTP API on 127.0.0.1; ``openapi`` prints the
-API description. The endpoints are listed in ``emvtap server --help``.
+API description; ``personalise`` certifies an ICC key for a token's card (as
+the admin holding the directory). The endpoints are listed in ``emvtap server --help``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emv.crypto import oda
+from hce.card.profile import load_profile
 from hce.hsm.interface import Hsm
 from hce.hsm.keyfile import MASTER_KEY_ENV, read_master_key
 from hce.hsm.soft import SoftHsm
-from hce.server.api import ROUTES
+from hce.server.api import ROUTES, personalisation_json
+from hce.server.credentials import Principal
 from hce.server.http import ApiServer, tls_context
 from hce.server.openapi import openapi_document
 from hce.server.service import InitSummary, TokenService
@@ -46,6 +50,8 @@ MASTER_KEY = "master.key"
 KEY_FILE = "hsm.keys"
 STORE = "store.sqlite"
 PIN_ENV = "EMVTAP_HSM_PIN"
+CLI_ADMIN = Principal("admin", "server-cli")
+"""Who the audit log names for what the CLI does: whoever holds the server directory."""
 
 
 class ServerSetupError(Exception):
@@ -103,11 +109,11 @@ def _endpoints() -> str:
 
 
 def add_server_commands(commands: Subcommands) -> None:
-    """Register ``emvtap server init|run|openapi``."""
+    """Register ``emvtap server init|run|openapi|personalise``."""
     sub = command_group(
         commands,
         "server",
-        "the token server: init, run, openapi",
+        "the token server: init, run, openapi, personalise",
         description="The emvtap token server: an HSM-backed cloud-based payments platform "
         "(enrolment, device key batches, online authorisation, reconciliation).",
         epilog=_endpoints(),
@@ -156,6 +162,27 @@ def add_server_commands(commands: Subcommands) -> None:
 
     spec = sub.add_parser("openapi", help="print the OpenAPI description of the API")
     spec.set_defaults(handler=_openapi)
+    _add_personalise(sub)
+
+
+def _add_personalise(sub: Subcommands) -> None:
+    personalise = sub.add_parser(
+        "personalise",
+        help="certify an ICC public key for a token's card (prints the certificates, JSON)",
+        description="Personalise the shipped HCE profile NAME for the token: sign the ICC "
+        "Public Key Certificate of the given ICC public key with the issuer key in the HSM "
+        "and print it with the issuer certificate and CA index, as JSON (the answer of "
+        "POST /v1/devices/{device_id}/personalisation). Without --icc-modulus a throw-away "
+        "key of the profile's size is certified, to inspect the result.",
+    )
+    personalise.add_argument("directory", type=Path, metavar="DIR")
+    personalise.add_argument("--token", required=True, metavar="TOKEN_ID")
+    personalise.add_argument("--profile", required=True, metavar="NAME")
+    personalise.add_argument("--icc-modulus", metavar="HEX", help="the ICC public key's modulus")
+    personalise.add_argument(
+        "--icc-exponent", type=int, metavar="E", help="its exponent (default: the profile's)"
+    )
+    personalise.set_defaults(handler=_personalise)
 
 
 def _pkcs11_spec(spec: str) -> tuple[str, str]:
@@ -301,6 +328,29 @@ def _run(args: argparse.Namespace) -> int:
             pass
         finally:
             server.server_close()
+    return 0
+
+
+def _icc_key(args: argparse.Namespace) -> oda.RsaPublicKey:
+    """The ICC public key of the command line, or a throw-away one of the profile's size."""
+    specs = [app.oda for app in load_profile(args.profile).applications if app.oda.enabled]
+    if not specs:
+        raise ServerSetupError(f"profile {args.profile!r} does no offline data authentication")
+    spec = specs[0]
+    exponent = args.icc_exponent or spec.icc_exponent
+    if args.icc_modulus is None:
+        return oda.generate_rsa_key(spec.icc_key_bits, exponent).public_key
+    try:
+        return oda.RsaPublicKey(int(args.icc_modulus, 16), exponent)
+    except ValueError:
+        raise ServerSetupError("--icc-modulus: expected hexadecimal") from None
+
+
+def _personalise(args: argparse.Namespace) -> int:
+    key = _icc_key(args)
+    with open_service(ServerDir(args.directory)) as service:
+        result = service.personalise_token(args.token, args.profile, key, actor=CLI_ADMIN)
+    print(json.dumps(personalisation_json(result), indent=2))
     return 0
 
 

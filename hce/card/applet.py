@@ -15,6 +15,11 @@ Book 3 §6.5 for which one each command returns).
   :attr:`Applet.processing`);
 * GET DATA (Book 3 §6.5.7): the ATC and whatever :meth:`Applet.data_object` adds.
 
+It also reads what terminals send the same way to every brand: the Command
+Template '83' of GET PROCESSING OPTIONS (:func:`command_template`), DOL-related
+data (:func:`dol_values`), the amount (:func:`amount`) and the Table 26 data of
+a cryptogram (:func:`cryptogram_data`).
+
 A brand subclasses it, extends :meth:`Applet.handlers` with its own commands
 (GET PROCESSING OPTIONS, GENERATE AC, ...) and :meth:`Applet.reset` with its
 transaction state.
@@ -22,11 +27,13 @@ transaction state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+from emv import dol
 from emv.apdu import CommandApdu, ResponseApdu
-from emv.tlv import Tlv
+from emv.crypto import ac
+from emv.tlv import Tlv, decode
 from hce.card.keys import CardKeys
 from hce.card.personalise import AppImage
 
@@ -41,10 +48,15 @@ __all__ = [
     "SW_WRONG_DATA",
     "SW_WRONG_LENGTH",
     "SW_WRONG_P1P2",
+    "TERMINAL_DATA",
     "Applet",
     "AppletFactory",
     "Handler",
     "StatusError",
+    "amount_authorised",
+    "command_template",
+    "cryptogram_data",
+    "dol_values",
     "require",
     "response",
 ]
@@ -60,6 +72,18 @@ SW_FILE_NOT_FOUND = 0x6A82
 SW_RECORD_NOT_FOUND = 0x6A83
 SW_WRONG_P1P2 = 0x6A86
 SW_DATA_NOT_FOUND = 0x6A88
+
+# Table 26 (Book 2 §8.1.1): the terminal's data objects in cryptogram order, with their lengths.
+TERMINAL_DATA = (
+    ("amount_authorised", 0x9F02, 6),
+    ("amount_other", 0x9F03, 6),
+    ("terminal_country_code", 0x9F1A, 2),
+    ("tvr", 0x95, 5),
+    ("transaction_currency_code", 0x5F2A, 2),
+    ("transaction_date", 0x9A, 3),
+    ("transaction_type", 0x9C, 1),
+    ("unpredictable_number", 0x9F37, 4),
+)
 
 
 class StatusError(Exception):
@@ -86,6 +110,43 @@ def require(condition: bool, sw: int) -> None:
     """Refuse the command with ``sw`` unless ``condition`` holds."""
     if not condition:
         raise StatusError(sw)
+
+
+def command_template(data: bytes) -> bytes:
+    """The PDOL data out of the Command Template '83' of GET PROCESSING OPTIONS (Book 3
+    §6.5.8.3): '6700' without a data field, '6A80' when it is not one '83' object."""
+    require(bool(data), SW_WRONG_LENGTH)
+    try:
+        template = decode(data)
+    except ValueError:
+        raise StatusError(SW_WRONG_DATA) from None
+    require(len(template) == 1 and template[0].tag == 0x83, SW_WRONG_DATA)
+    return template[0].value
+
+
+def dol_values(entries: Sequence[dol.DolEntry], data: bytes) -> dict[int, bytes]:
+    """DOL-related data by tag (Book 3 §5.4); '6700' when it is not as long as the DOL."""
+    try:
+        return dol.split_dol_data(entries, data)
+    except dol.DolError:
+        raise StatusError(SW_WRONG_LENGTH) from None
+
+
+def amount_authorised(value: bytes) -> int:
+    """Amount, Authorised (9F02, n 12) in minor units; '6A80' when it is not BCD."""
+    digits = value.hex()
+    require(digits.isdigit(), SW_WRONG_DATA)
+    return int(digits)
+
+
+def cryptogram_data(values: Mapping[int, bytes], aip: bytes, atc: bytes) -> ac.CryptogramData:
+    """Table 26 from the terminal's DOL data, each fitted to its length (Book 3 §5.4);
+    what the DOL did not ask for is zeros."""
+    fields = {
+        name: dol.fit_value(tag, values[tag], length) if tag in values else bytes(length)
+        for name, tag, length in TERMINAL_DATA
+    }
+    return ac.CryptogramData(aip=aip, atc=atc, **fields)
 
 
 class Applet:

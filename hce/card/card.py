@@ -38,6 +38,7 @@ from hce.card.applet import (
     response,
 )
 from hce.card.keys import CardKeys
+from hce.card.mastercard import MastercardApplet
 from hce.card.personalise import CardImage
 from hce.card.visa import VisaApplet
 
@@ -47,7 +48,9 @@ ATS = bytes.fromhex("057880E002")
 """ISO/IEC 14443-4 ATS: TL 05, T0 78 (TA TB TC follow, FSCI 8: 256-byte frames),
 TA 80, TB E0 (FWI 14, SFGI 0), TC 02 (CID supported); no historical bytes."""
 
-APPLETS: Mapping[str, AppletFactory] = MappingProxyType({"visa": VisaApplet})
+APPLETS: Mapping[str, AppletFactory] = MappingProxyType(
+    {"visa": VisaApplet, "mastercard": MastercardApplet}
+)
 """Brand -> applet factory; a second brand adds its applet here (and its rules in
 ``hce.card.profile.BRANDS``)."""
 

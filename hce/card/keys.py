@@ -160,13 +160,16 @@ class HceKeys:
     """A phone's card: limited-use keys from the wallet.
 
     ``cdcvm`` says the phone verified its user before this tap (Consumer Device
-    CVM, Book C-3 CTQ byte 2 bit 8); ``low_keys`` is the threshold below which the
-    CVR tells the server keys are running low (docs/cbp.md "CVR").
+    CVM, Book C-3 CTQ byte 2 bit 8); ``pin`` is the mobile PIN the user entered for
+    it, which unmasks the user-verified single-use key (CBP-M SUK-UV, docs/cbp.md);
+    ``low_keys`` is the threshold below which the CVR tells the server keys are
+    running low (docs/cbp.md "CVR").
     """
 
     wallet: Wallet
     cdcvm: bool = False
     low_keys: int = 2
+    pin: str | None = field(default=None, repr=False)
 
     @property
     def atc(self) -> int:

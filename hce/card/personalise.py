@@ -18,13 +18,20 @@ EMV Contactless Book B §3.3):
 The issuer signs through :class:`IssuerSigner`: :class:`hce.card.issuer.SoftIssuer`
 holds its keys in memory; :class:`HsmSigner` asks an :class:`hce.hsm.interface.Hsm`
 for the raw RSA operation so the issuer key never leaves it.
+
+A phone makes its ICC key itself, and its private key never leaves the phone: the
+issuer (the token server) certifies the public key for one token's card
+(:func:`for_token`, :func:`certify_icc_key`) and the phone builds its image with
+the certificates it got back (:func:`personalise_certified`). Both build the same
+static data, so the certificate the issuer signed is the one the terminal checks.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
 from types import MappingProxyType
 from typing import Protocol
 
@@ -39,8 +46,12 @@ __all__ = [
     "AppImage",
     "CardImage",
     "HsmSigner",
+    "IccCertificates",
     "IssuerSigner",
+    "certify_icc_key",
+    "for_token",
     "personalise",
+    "personalise_certified",
 ]
 
 MAX_RECORD = 254  # a READ RECORD response's data field: 256 bytes less SW1 SW2
@@ -113,28 +124,129 @@ class CardImage:
         return next((app for app in self.applications if app.aid == aid), None)
 
 
+@dataclass(frozen=True)
+class IccCertificates:
+    """What an issuer returns for an ICC key the card made itself: the issuer's own
+    certificate from the CA (90, 92, 9F32) and, by AID, the ICC certificate (9F46,
+    9F48, 9F47) of each application that does offline data authentication."""
+
+    issuer: oda.PublicKeyCertificate
+    icc: Mapping[bytes, oda.PublicKeyCertificate]
+
+
+_IccKey = oda.RsaPrivateKey | oda.RsaPublicKey
+_Certify = Callable[[Application, oda.RsaPublicKey, bytes], oda.PublicKeyCertificate]
+
+
+@dataclass(frozen=True)
+class _Certification:
+    """Where an ODA application's keys and certificates come from: the issuer
+    certificate, the ICC key of an application (a private key when the card holds it
+    here), and the ICC certificate over its public key and its static data."""
+
+    issuer: oda.PublicKeyCertificate
+    icc_key: Callable[[Application], _IccKey]
+    certify: _Certify
+
+
 def personalise(profile: CardProfile, signer: IssuerSigner | None = None) -> CardImage:
-    """The card image of ``profile``; ``signer`` is needed when an application does
-    offline data authentication (a :class:`ProfileError` says so otherwise)."""
+    """The card image of ``profile``, with a fresh ICC key per application; ``signer``
+    is needed when an application does offline data authentication (a
+    :class:`ProfileError` says so otherwise)."""
+    if signer is None:
+        return _image(profile, None)
+    return _image(
+        profile,
+        _Certification(
+            signer.issuer_certificate(), _fresh_icc_key, partial(_sign_icc, profile, signer)
+        ),
+    )
+
+
+def _fresh_icc_key(app: Application) -> oda.RsaPrivateKey:
+    """A new ICC key of the size and exponent the profile asks for."""
+    return oda.generate_rsa_key(app.oda.icc_key_bits, app.oda.icc_exponent)
+
+
+def for_token(
+    profile: CardProfile, *, pan: str, psn: bytes, expiry: bytes, ca_index: int
+) -> CardProfile:
+    """``profile`` as the card of one token: its PAN, PSN (5F34) and expiry (5F24,
+    YYMMDD), and the index (8F) of the CA that certified the issuer key."""
+    applications = tuple(
+        replace(app, oda=replace(app.oda, ca_index=ca_index)) if app.oda.enabled else app
+        for app in profile.applications
+    )
+    return replace(profile, pan=pan, psn=psn, expiry=expiry, applications=applications)
+
+
+def certify_icc_key(
+    profile: CardProfile, signer: IssuerSigner, icc_key: oda.RsaPublicKey
+) -> IccCertificates:
+    """The issuer's side for a card that made its own ICC key: the certificates of
+    ``icc_key`` over the static data of each ODA application of ``profile``."""
+    certification = _Certification(
+        signer.issuer_certificate(), lambda _app: icc_key, partial(_sign_icc, profile, signer)
+    )
+    image = _image(profile, certification)
+    return IccCertificates(
+        certification.issuer,
+        {
+            app.aid: oda.PublicKeyCertificate(app.data[0x9F46], app.data[0x9F48], app.data[0x9F47])
+            for app in image.applications
+            if app.profile.oda.enabled
+        },
+    )
+
+
+def personalise_certified(
+    profile: CardProfile, icc_key: oda.RsaPrivateKey, certificates: IccCertificates
+) -> CardImage:
+    """The card's side: the image of ``profile`` with its own ``icc_key`` and the
+    certificates the issuer returned for it (:func:`certify_icc_key`)."""
+
+    def issued(
+        app: Application, _key: oda.RsaPublicKey, _static: bytes
+    ) -> oda.PublicKeyCertificate:
+        certificate = certificates.icc.get(app.aid)
+        if certificate is None:
+            raise ProfileError(
+                str(profile.path), "applications", f"no ICC certificate for {app.aid.hex().upper()}"
+            )
+        return certificate
+
+    return _image(profile, _Certification(certificates.issuer, lambda _app: icc_key, issued))
+
+
+def _image(profile: CardProfile, certification: _Certification | None) -> CardImage:
     apps = tuple(
-        _application(profile, app, signer, f"applications[{i}]")
+        _application(profile, app, certification, f"applications[{i}]")
         for i, app in enumerate(profile.applications)
     )
     return CardImage(profile, apps, _ppse_fci(apps))
 
 
 def _application(
-    profile: CardProfile, app: Application, signer: IssuerSigner | None, where: str
+    profile: CardProfile, app: Application, certification: _Certification | None, where: str
 ) -> AppImage:
     data = {**_card_data(profile), **_application_data(app), **app.data}
     icc_key = None
     if app.oda.enabled:
-        if signer is None:
+        if certification is None:
             raise ProfileError(str(profile.path), f"{where}.oda", "needs an issuer to sign")
-        data.update(_issuer_data(app, signer))
-        icc_key = oda.generate_rsa_key(app.oda.icc_key_bits, app.oda.icc_exponent)
+        data.update(_issuer_data(app, certification.issuer))
+        key = certification.icc_key(app)
+        public = key.public_key if isinstance(key, oda.RsaPrivateKey) else key
+        icc_key = key if isinstance(key, oda.RsaPrivateKey) else None
         signed = _static_data(app, _records(profile, app, data, where))
-        data.update(_icc_data(profile, signer, icc_key.public_key, signed))
+        certificate = certification.certify(app, public, signed)
+        data.update(
+            {
+                0x9F46: certificate.certificate,
+                0x9F47: certificate.exponent,
+                0x9F48: certificate.remainder,
+            }
+        )
     records = _records(profile, app, data, where)
     static_data = _static_data(app, records)
     return AppImage(
@@ -189,9 +301,8 @@ def _application_data(app: Application) -> dict[int, bytes]:
     return data
 
 
-def _issuer_data(app: Application, signer: IssuerSigner) -> dict[int, bytes]:
+def _issuer_data(app: Application, certificate: oda.PublicKeyCertificate) -> dict[int, bytes]:
     """8F, and the issuer certificate 90 with remainder 92 and exponent 9F32."""
-    certificate = signer.issuer_certificate()
     return {
         0x8F: bytes((app.oda.ca_index,)),
         0x90: certificate.certificate,
@@ -200,10 +311,14 @@ def _issuer_data(app: Application, signer: IssuerSigner) -> dict[int, bytes]:
     }
 
 
-def _icc_data(
-    profile: CardProfile, signer: IssuerSigner, icc_key: oda.RsaPublicKey, static_data: bytes
-) -> dict[int, bytes]:
-    """The ICC certificate 9F46 over the key and the static data, remainder 9F48, exponent 9F47."""
+def _sign_icc(
+    profile: CardProfile,
+    signer: IssuerSigner,
+    _app: Application,
+    icc_key: oda.RsaPublicKey,
+    static_data: bytes,
+) -> oda.PublicKeyCertificate:
+    """The ICC certificate over the key and the static data, signed by the issuer."""
     expiry = profile.expiry.hex()
     unsigned = oda.icc_certificate_message(
         signer.issuer_public_key().size,
@@ -213,12 +328,7 @@ def _icc_data(
         serial_number=os.urandom(3),
         static_data=static_data,
     )
-    certificate = unsigned.signed(signer.sign_raw(unsigned.message))
-    return {
-        0x9F46: certificate.certificate,
-        0x9F47: certificate.exponent,
-        0x9F48: certificate.remainder,
-    }
+    return unsigned.signed(signer.sign_raw(unsigned.message))
 
 
 def _records(

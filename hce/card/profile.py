@@ -89,6 +89,16 @@ BRANDS: Mapping[str, BrandRules] = MappingProxyType(
             required=frozenset({"pdol", "ctq"}),
             plastic_keys=frozenset({"imk_ac"}),
         ),
+        # Mastercard M/Chip (Book C-2): CVN 16 / 17 (M/Chip session key), 20 / 21 (common
+        # session key) on plastic, CBP-M 'C2' in HCE; CDA; imk_cvc3 adds mag-stripe mode.
+        "mastercard": BrandRules(
+            cryptogram_versions=MappingProxyType(
+                {"16": "plastic", "17": "plastic", "20": "plastic", "21": "plastic", "C2": "hce"}
+            ),
+            oda_methods=frozenset({"none", "cda"}),
+            required=frozenset({"cdol1", "cdol2"}),
+            plastic_keys=frozenset({"imk_ac"}),
+        ),
     }
 )
 """Brand name -> its rules. A second applet adds its brand here (and its factory in

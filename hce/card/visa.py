@@ -39,16 +39,18 @@ from emv import dol
 from emv.apdu import CommandApdu, CryptogramType
 from emv.bitfields import AIP, CTQ, TTQ
 from emv.crypto import ac, cbp, kd, oda
-from emv.tlv import Tlv, decode
+from emv.tlv import Tlv
 from hce.card.applet import (
     CLA_EMV,
     SW_CONDITIONS_NOT_SATISFIED,
-    SW_WRONG_DATA,
-    SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
     Applet,
     Handler,
     StatusError,
+    amount_authorised,
+    command_template,
+    cryptogram_data,
+    dol_values,
     require,
 )
 from hce.card.keys import CardKeys, CounterError, HceKeys, PlasticKeys
@@ -57,17 +59,6 @@ from hce.wallet import WalletError
 
 __all__ = ["VisaApplet", "visa_cvr", "visa_iad"]
 
-# Table 26 (Book 2 §8.1.1): the terminal's data objects in cryptogram order, with their lengths.
-_TERMINAL_DATA = (
-    ("amount_authorised", 0x9F02, 6),
-    ("amount_other", 0x9F03, 6),
-    ("terminal_country_code", 0x9F1A, 2),
-    ("tvr", 0x95, 5),
-    ("transaction_currency_code", 0x5F2A, 2),
-    ("transaction_date", 0x9A, 3),
-    ("transaction_type", 0x9C, 1),
-    ("unpredictable_number", 0x9F37, 4),
-)
 _IAD_CVN = {"18": 0x12, "22": 0x22}
 _CVR_SECOND_AC_NOT_REQUESTED = 0x80  # CVR byte 1 bits 8-7 = 10
 _CVR_UNABLE_TO_GO_ONLINE = 0x01  # CVR byte 1 bit 1
@@ -137,10 +128,10 @@ class VisaApplet(Applet):
         values = self._pdol_values(command.data)
         ttq = TTQ.from_bytes(dol.fit_value(0x9F66, values.get(0x9F66, bytes(4)), 4))
         require(ttq.emv_mode_supported, SW_CONDITIONS_NOT_SATISFIED)
-        amount = _amount(values.get(0x9F02, bytes(6)))
+        amount = amount_authorised(values.get(0x9F02, bytes(6)))
         kind = self._decide(ttq, amount)
         ctq = self._ctq(ttq, amount, kind)
-        data = _cryptogram_data(values, self.image.profile.aip, bytes(2))
+        data = cryptogram_data(values, self.image.profile.aip, bytes(2))
         try:
             atc, iad, cryptogram = self._cryptogram(kind, data, amount, ttq)
         except (WalletError, CounterError):
@@ -152,17 +143,8 @@ class VisaApplet(Applet):
         return Tlv.template(0x77, *objects).to_bytes()
 
     def _pdol_values(self, data: bytes) -> dict[int, bytes]:
-        """The PDOL data out of the Command Template '83' (Book 3 §6.5.8.3)."""
-        require(bool(data), SW_WRONG_LENGTH)
-        try:
-            template = decode(data)
-        except ValueError:
-            raise StatusError(SW_WRONG_DATA) from None
-        require(len(template) == 1 and template[0].tag == 0x83, SW_WRONG_DATA)
-        try:
-            return dol.split_dol_data(self.pdol, template[0].value)
-        except dol.DolError:
-            raise StatusError(SW_WRONG_LENGTH) from None
+        """The PDOL data out of the Command Template '83' (Book 3 §6.5.8.3), by tag."""
+        return dol_values(self.pdol, command_template(data))
 
     def _decide(self, ttq: TTQ, amount: int) -> CryptogramType:
         """The card's decision (module docstring)."""
@@ -285,20 +267,3 @@ def _cbp_cvr(keys: HceKeys) -> bytes:
     first = cbp.CVR_CDCVM_PERFORMED | cbp.CVR_CDCVM_SUCCESSFUL if keys.cdcvm else 0
     first |= cbp.CVR_KEYS_LOW if keys.keys_low() else 0
     return bytes((first, 0, 0, 0))
-
-
-def _amount(value: bytes) -> int:
-    """Amount, Authorised (9F02, n 12) in minor units; '6A80' when it is not BCD."""
-    digits = value.hex()
-    require(digits.isdigit(), SW_WRONG_DATA)
-    return int(digits)
-
-
-def _cryptogram_data(values: Mapping[int, bytes], aip: bytes, atc: bytes) -> ac.CryptogramData:
-    """Table 26 from the PDOL data, each fitted to its length (Book 3 §5.4); what the
-    PDOL did not ask for is zeros."""
-    fields = {
-        name: dol.fit_value(tag, values[tag], length) if tag in values else bytes(length)
-        for name, tag, length in _TERMINAL_DATA
-    }
-    return ac.CryptogramData(aip=aip, atc=atc, **fields)

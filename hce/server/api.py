@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from emv.crypto import oda
 from hce.server.credentials import Principal
 from hce.server.errors import (
     Conflict,
@@ -28,9 +29,9 @@ from hce.server.errors import (
     ServiceError,
     Unauthorised,
 )
-from hce.server.service import TokenService
+from hce.server.service import Personalisation, TokenService
 
-__all__ = ["ROUTES", "ApiError", "Request", "Route", "dispatch"]
+__all__ = ["ROUTES", "ApiError", "Request", "Route", "dispatch", "personalisation_json"]
 
 Json = dict[str, Any]
 HEX = re.compile(r"\A(?:[0-9A-Fa-f]{2})*\Z")
@@ -182,6 +183,47 @@ def _issue_batch(service: TokenService, request: Request) -> Json:
     }
 
 
+def _personalise(service: TokenService, request: Request) -> Json:
+    modulus = request.hex("icc_modulus")
+    if not modulus or modulus[0] == 0:
+        raise ApiError(400, "bad_request", "field 'icc_modulus' must be a modulus, no leading 00")
+    exponent = request.number("icc_exponent", low=3, high=65537)
+    if exponent not in (3, 65537):
+        raise ApiError(400, "bad_request", "field 'icc_exponent' must be 3 or 65537")
+    result = service.personalise_device(
+        request.params["device_id"],
+        request.text("profile", pattern=r"[a-z0-9_]{1,64}"),
+        oda.RsaPublicKey(int.from_bytes(modulus, "big"), exponent),
+        actor=request.actor,
+    )
+    return personalisation_json(result)
+
+
+def _certificate_json(certificate: oda.PublicKeyCertificate) -> Json:
+    return {
+        "certificate": certificate.certificate.hex().upper(),
+        "remainder": certificate.remainder.hex().upper(),
+        "exponent": certificate.exponent.hex().upper(),
+    }
+
+
+def personalisation_json(result: Personalisation) -> Json:
+    """The answer of the personalisation route (and ``emvtap server personalise``)."""
+    return {
+        "token_id": result.token_id,
+        "profile": result.profile,
+        "psn": result.psn.hex().upper(),
+        "expiry": result.expiry.hex().upper(),
+        "ca_rid": result.ca_rid.hex().upper(),
+        "ca_index": result.ca_index,
+        "issuer_certificate": _certificate_json(result.certificates.issuer),
+        "icc_certificates": [
+            {"aid": aid.hex().upper(), **_certificate_json(certificate)}
+            for aid, certificate in result.certificates.icc.items()
+        ],
+    }
+
+
 def _authorise(service: TokenService, request: Request) -> Json:
     result = service.authorise(request.hex("icc_data"), actor=request.actor)
     return {
@@ -254,6 +296,25 @@ ROUTES: tuple[Route, ...] = (
         _issue_batch,
         {"kind": "LUK|SUK", "count": "1..100", "pin": "digits (SUK batches)"},
         {"batch_id": "hex", "header": "hex", "envelope": "hex"},
+    ),
+    Route(
+        "POST",
+        "/v1/devices/{device_id}/personalisation",
+        frozenset({"device", "admin"}),
+        "Personalise: certify the ICC public key the device made for its token's card "
+        "of a shipped HCE profile (the private key stays on the device).",
+        _personalise,
+        {"profile": "shipped profile name", "icc_modulus": "hex", "icc_exponent": "3|65537"},
+        {
+            "token_id": "string",
+            "profile": "string",
+            "psn": "hex",
+            "expiry": "hex YYMMDD",
+            "ca_rid": "hex",
+            "ca_index": "integer",
+            "issuer_certificate": "{certificate, remainder, exponent}: hex",
+            "icc_certificates": "list of {aid, certificate, remainder, exponent}: hex",
+        },
     ),
     Route(
         "POST",

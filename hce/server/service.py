@@ -28,11 +28,12 @@ from emv.crypto import cbp, oda
 from emv.crypto.wrap import POINT_LENGTH, BatchHeader, BatchKind, device_fingerprint
 from hce.hsm.interface import Hsm, IccMaster, KeyKind, KeyPath, LimitedUse
 from hce.server import authorisation as authz
-from hce.server import provisioning, reconciliation, vault
+from hce.server import personalisation, provisioning, reconciliation, vault
 from hce.server.authorisation import Authorisation, AuthorisationRequest, ClaimedKey, Reason
 from hce.server.certificates import sign_issuer_certificate, to_oda_key
 from hce.server.credentials import ROLES, Principal, new_secret, require, secret_digest
 from hce.server.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorised
+from hce.server.personalisation import Personalisation
 from hce.server.reconciliation import ReconciliationReport
 from hce.server.store import (
     AuditEntry,
@@ -59,6 +60,7 @@ __all__ = [
     "DeviceRecord",
     "InitSummary",
     "IssuedBatch",
+    "Personalisation",
     "Principal",
     "ServerConfig",
     "TokenRecord",
@@ -454,6 +456,75 @@ class TokenService:
             self._audit(tx, actor, "register_device", device_id, "ok", detail=f"token={token_id}")
             credential = self._add_credential(tx, actor, "device", device_id, device_id)
         return DeviceRecord(device_id, token_id, credential)
+
+    # --- personalisation -------------------------------------------------------------------
+
+    def personalise_device(
+        self, device_id: str, profile: str, icc_key: oda.RsaPublicKey, *, actor: Principal
+    ) -> Personalisation:
+        """Certify the ICC key a device made for its token's card of the shipped HCE
+        ``profile`` (the device itself, or an admin; :mod:`hce.server.personalisation`)."""
+        with self._allowed(
+            actor, "personalise", device_id, "admin", "device", device_id=device_id
+        ) as tx:
+            device = tx.device(device_id)
+            if device is None:
+                raise NotFound(f"device {device_id}: not found")
+            return self._personalise(
+                tx, actor, device.token_id, profile, icc_key=icc_key, device_id=device_id
+            )
+
+    def personalise_token(
+        self, token_id: str, profile: str, icc_key: oda.RsaPublicKey, *, actor: Principal
+    ) -> Personalisation:
+        """As :meth:`personalise_device`, for a token named by its id (admins only)."""
+        with self._allowed(actor, "personalise", token_id, "admin") as tx:
+            return self._personalise(tx, actor, token_id, profile, icc_key=icc_key, device_id=None)
+
+    def _personalise(
+        self,
+        tx: StoreTransaction,
+        actor: Principal,
+        token_id: str,
+        name: str,
+        *,
+        icc_key: oda.RsaPublicKey,
+        device_id: str | None,
+    ) -> Personalisation:
+        token = self._token_row(tx, token_id)
+        if token.status != "active":
+            raise Conflict(f"token {token_id}: {token.status}")
+        row = next((r for r in tx.issuer_certificates() if r.scheme == token.scheme), None)
+        if row is None:
+            raise Conflict(f"no issuer certificate for {token.scheme}: run init again")
+        profile = personalisation.token_profile(
+            name,
+            token.scheme,
+            pan=self._token_pan(token),
+            psn=token.psn,
+            expiry=token.expiry,
+            ca_index=self.config.ca_index,
+        )
+        issuer = oda.PublicKeyCertificate(row.certificate, row.remainder, row.exponent)
+        certificates = personalisation.certify(self._hsm, ISSUER_KEY, issuer, profile, icc_key)
+        self._audit(
+            tx,
+            actor,
+            "personalise",
+            token_id,
+            "ok",
+            detail=f"profile={name} device={device_id or '-'} "
+            f"icc_key={personalisation.key_digest(icc_key)}",
+        )
+        return Personalisation(
+            token_id,
+            name,
+            profile.psn,
+            profile.expiry,
+            self.config.ca_rid,
+            self.config.ca_index,
+            certificates,
+        )
 
     # --- provisioning ----------------------------------------------------------------------
 

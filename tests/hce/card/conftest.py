@@ -180,3 +180,90 @@ def make_hce(issuer: SoftIssuer, hce_profile: CardProfile, wallet: Wallet) -> Ca
 def connect() -> Callable[[Card], Reader]:
     """Power a card on in a fresh reader: ``connect(card)`` is a new tap."""
     return Reader
+
+
+# --- Mastercard M/Chip ---------------------------------------------------------------------------
+
+MC_HCE_PAN = "5204730000001003"  # mastercard_mchip_hce's token PAN
+MOBILE_PIN = "2468"
+
+
+@pytest.fixture(scope="session")
+def mc_plastic_profile() -> CardProfile:
+    return load_profile("mastercard_mchip_plastic")
+
+
+@pytest.fixture(scope="session")
+def mc_hce_profile() -> CardProfile:
+    return load_profile("mastercard_mchip_hce")
+
+
+@pytest.fixture
+def make_mc(
+    issuer: SoftIssuer, mc_plastic_profile: CardProfile, counter_file: Path
+) -> Callable[..., Card]:
+    """A plastic M/Chip card (optionally with changed application fields) over the counter file."""
+
+    def make(**changes: object) -> Card:
+        app = dataclasses.replace(mc_plastic_profile.applications[0], **changes)
+        profile = dataclasses.replace(mc_plastic_profile, applications=(app,))
+        image = personalise(profile, issuer.signer(profile))
+        return Card(image, issuer.plastic_keys(profile, FileCounterStore(counter_file)))
+
+    return make
+
+
+@pytest.fixture
+def mc(make_mc: Callable[..., Card]) -> Reader:
+    return Reader(make_mc())
+
+
+@pytest.fixture(scope="session")
+def mc_hce_mk() -> bytes:
+    """The MK-AC the server derives for the Mastercard token: its SUKs come from it."""
+    return kd.derive_icc_mk_a(HCE_IMK, MC_HCE_PAN, b"\x00")
+
+
+@pytest.fixture(scope="session")
+def mobile_pin() -> str:
+    return MOBILE_PIN
+
+
+@pytest.fixture
+def suk_wallet(tmp_path: Path, mc_hce_mk: bytes) -> Wallet:
+    """An enrolled wallet holding the SUK and PIN-masked SUK-UV of ATCs 1 to 3."""
+    wallet = Wallet.register(
+        WalletFile(tmp_path / "wallet.bin", tmp_path / "device.secret", "hw-id"), lambda: NOW
+    )
+    wallet.enrol(MC_HCE_PAN, TOKEN)
+    mask = cbp.pin_key(MOBILE_PIN, MC_HCE_PAN)
+    keys = []
+    for atc in (1, 2, 3):
+        ident = atc.to_bytes(4, "big")
+        suk = cbp.derive_suk(mc_hce_mk, ident[2:])
+        masked = cbp.mask_key(cbp.derive_suk_uv(mc_hce_mk, ident[2:]), mask)
+        keys.append(BatchKey(BatchKind.SUK, ident, suk, 1, 100_000, NOW + 24))
+        keys.append(BatchKey(BatchKind.SUK_UV, ident, masked, 1, 100_000, NOW + 24))
+    fingerprint = wrap.device_fingerprint(wallet.device_point)
+    header = BatchHeader(b"\x00" * 7 + b"\x02", TOKEN, fingerprint, BatchKind.SUK).to_bytes()
+    envelope = wrap.wrap_batch(
+        wallet.device_point,
+        header,
+        wrap.encode_batch(keys),
+        ephemeral_key=ec.generate_private_key(ec.SECP256R1()),
+    )
+    wallet.load_batch(header, envelope)
+    return wallet
+
+
+@pytest.fixture
+def make_mc_hce(
+    issuer: SoftIssuer, mc_hce_profile: CardProfile, suk_wallet: Wallet
+) -> Callable[..., Card]:
+    """An HCE M/Chip card over the SUK wallet; ``pin`` is what the user entered."""
+
+    def make(*, cdcvm: bool = False, pin: str | None = None) -> Card:
+        image = personalise(mc_hce_profile, issuer.signer(mc_hce_profile))
+        return Card(image, HceKeys(suk_wallet, cdcvm=cdcvm, pin=pin))
+
+    return make
