@@ -83,8 +83,7 @@ class HsmSigner:
         return f"HsmSigner({self._label!r})"
 
     def issuer_public_key(self) -> oda.RsaPublicKey:
-        public = self._hsm.rsa_public_key(self._label)
-        return oda.RsaPublicKey(int.from_bytes(public.modulus, "big"), public.exponent)
+        return self._hsm.rsa_public_key(self._label).oda_key()
 
     def issuer_certificate(self) -> oda.PublicKeyCertificate:
         return self._certificate

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal, Protocol, runtime_checkable
 
+from emv.crypto import oda
 from emv.crypto.wrap import BatchKind
 
 __all__ = [
@@ -70,6 +71,10 @@ class RsaPublic:
     label: str
     modulus: bytes
     exponent: int
+
+    def oda_key(self) -> oda.RsaPublicKey:
+        """The same key in the form ``emv.crypto.oda`` verifies with."""
+        return oda.RsaPublicKey(int.from_bytes(self.modulus, "big"), self.exponent)
 
 
 @dataclass(frozen=True)

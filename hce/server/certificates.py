@@ -8,14 +8,9 @@ operation is the HSM's (``Hsm.rsa_sign_raw``), so the CA key never leaves it.
 from __future__ import annotations
 
 from emv.crypto import oda
-from hce.hsm.interface import Hsm, RsaPublic
+from hce.hsm.interface import Hsm
 
-__all__ = ["sign_issuer_certificate", "to_oda_key"]
-
-
-def to_oda_key(public: RsaPublic) -> oda.RsaPublicKey:
-    """The ``emv.crypto.oda`` form of an HSM-held RSA public key."""
-    return oda.RsaPublicKey(int.from_bytes(public.modulus, "big"), public.exponent)
+__all__ = ["sign_issuer_certificate"]
 
 
 def sign_issuer_certificate(
@@ -31,7 +26,7 @@ def sign_issuer_certificate(
     ca = hsm.rsa_public_key(ca_label)
     unsigned = oda.issuer_certificate_message(
         len(ca.modulus),
-        to_oda_key(hsm.rsa_public_key(issuer_label)),
+        hsm.rsa_public_key(issuer_label).oda_key(),
         issuer_identifier=issuer_identifier,
         expiry=expiry,
         serial_number=serial_number,

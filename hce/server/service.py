@@ -30,7 +30,7 @@ from hce.hsm.interface import Hsm, IccMaster, KeyKind, KeyPath, LimitedUse
 from hce.server import authorisation as authz
 from hce.server import personalisation, provisioning, reconciliation, vault
 from hce.server.authorisation import Authorisation, AuthorisationRequest, ClaimedKey, Reason
-from hce.server.certificates import sign_issuer_certificate, to_oda_key
+from hce.server.certificates import sign_issuer_certificate
 from hce.server.credentials import ROLES, Principal, new_secret, require, secret_digest
 from hce.server.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorised
 from hce.server.personalisation import Personalisation
@@ -263,7 +263,7 @@ class TokenService:
             ca = oda.CaPublicKey(
                 self.config.ca_rid,
                 self.config.ca_index,
-                to_oda_key(self._hsm.rsa_public_key(CA_KEY)),
+                self._hsm.rsa_public_key(CA_KEY).oda_key(),
             )
             kcvs = {
                 label: self._hsm.key_info(label).kcv.hex().upper() for label, _ in SYMMETRIC_KEYS
