@@ -23,7 +23,6 @@ from hce.server import (
     TokenService,
     Unauthorised,
 )
-from hce.server.certificates import to_oda_key
 from hce.server.vault import luhn_valid
 
 FUNDING = "4111111111111111"
@@ -34,7 +33,7 @@ def test_initialise_is_idempotent_and_certifies_each_bin(server):
     assert set(summary.kcvs) == {"imk-ac", "vault", "lookup"}
     assert set(summary.created) == {"imk-ac", "vault", "lookup", "ca", "issuer"}
     ca = oda.CaKeyStore.parse(summary.ca_key).lookup(bytes.fromhex("A000000999"), 0x99)
-    issuer = to_oda_key(server.hsm.rsa_public_key("issuer"))
+    issuer = server.hsm.rsa_public_key("issuer").oda_key()
     for row in summary.issuer_certificates:
         pan = {"visa": "4895370000000002", "mastercard": "5413330000000003"}[row.scheme]
         certificate = oda.PublicKeyCertificate(row.certificate, row.remainder, row.exponent)
