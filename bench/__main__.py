@@ -2,8 +2,9 @@
 
 Each figure is the median over ``--repeat`` runs of a timed batch, with the
 spread (min..max) beside it; comparisons are measured in the same process run.
-Today: BER-TLV decoding against pyemv's, trace rendering, and the cost of the
-symmetric crypto a host pays per authorisation. The performance issue extends
+Today: BER-TLV decoding against pyemv's, trace rendering, the symmetric crypto a
+host pays per authorisation, the emulated card's side of a qVSDC tap and the soft
+HSM's ARQC verification. The performance issue extends
 this to taps, the token server and real links.
 """
 
@@ -14,12 +15,16 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from emv import tlv, trace
-from emv.crypto import ac, kd
+from emv import apdu, dol, tlv, trace
+from emv.crypto import ac, des, kd
+from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise
+from hce.hsm.interface import CommonSession, IccMaster, KeyKind, KeyPath
+from hce.hsm.soft import SoftHsm
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "scenarios" / "samples" / "visa_qvsdc_tap.jsonl"
@@ -103,7 +108,71 @@ def benchmarks(repeat: int) -> list[dict[str, object]]:
             repeat,
         ),
     ]
+    results += _card_and_hsm(repeat)
     return results
+
+
+# A qVSDC tap as a terminal drives it: PPSE, SELECT, GPO (fDDA asked), READ RECORDs.
+_PDOL_VALUES = {
+    0x9F66: bytes.fromhex("36004000"),
+    0x9F02: bytes.fromhex("000000001500"),
+    0x9F1A: bytes.fromhex("0826"),
+    0x5F2A: bytes.fromhex("0826"),
+    0x9A: bytes.fromhex("261126"),
+    0x9F37: bytes.fromhex("5A1B3C4D"),
+}
+
+
+def _visa_tap(card: Card) -> None:
+    card.power_on()
+    card.transceive(apdu.select_ppse().to_bytes())
+    fci = tlv.decode(card.transceive(apdu.select(bytes.fromhex("A0000000031010")).to_bytes())[:-2])
+    pdol = tlv.find(fci, 0x9F38)
+    assert pdol is not None
+    data = dol.build_dol_data(dol.parse_dol(pdol.value), _PDOL_VALUES)
+    gpo = tlv.index(tlv.decode(card.transceive(apdu.get_processing_options(data).to_bytes())[:-2]))
+    afl = gpo[0x94]
+    for i in range(0, len(afl), 4):
+        for number in range(afl[i + 1], afl[i + 2] + 1):
+            card.transceive(apdu.read_record(afl[i] >> 3, number).to_bytes())
+    card.power_off()
+
+
+def _card_and_hsm(repeat: int) -> list[dict[str, object]]:
+    """The emulated card's side of a tap, and the soft HSM's ARQC check."""
+    issuer = SoftIssuer()
+    profile = load_profile("visa_qvsdc_plastic")
+    card = Card(
+        personalise(profile, issuer.signer(profile)),
+        issuer.plastic_keys(profile, MemoryCounterStore()),
+    )
+    imk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    with tempfile.TemporaryDirectory() as folder:
+        hsm = SoftHsm.create(Path(folder) / "keys", bytes(32))
+        hsm.import_key("imk", KeyKind.DES2, imk, des.kcv(imk))
+        path = KeyPath(
+            "imk",
+            IccMaster("4761739001010010", b"\x01"),
+            session=CommonSession(b"\x00\x11" + bytes(6)),
+        )
+        data = bytes(range(43))
+        arqc = hsm.application_cryptogram(path, data, "emv")
+        return [
+            measure(
+                "card side of a qVSDC tap (PPSE..READ RECORD, fDDA)",
+                "taps/s",
+                1,
+                lambda: _visa_tap(card),
+                repeat,
+            ),
+            measure(
+                "soft HSM: verify ARQC (option A + session key)",
+                "verifications/s",
+                1,
+                lambda: hsm.verify_application_cryptogram(path, data, "emv", arqc),
+                repeat,
+            ),
+        ]
 
 
 def _walk(objects: list[tlv.Tlv]) -> list[tlv.Tlv]:
@@ -111,10 +180,10 @@ def _walk(objects: list[tlv.Tlv]) -> list[tlv.Tlv]:
 
 
 def table(results: list[dict[str, object]]) -> str:
-    lines = [f"{'benchmark':<38} {'median':>14}  {'spread (min..max)':<24} unit"]
+    lines = [f"{'benchmark':<48} {'median':>12}  {'spread (min..max)':<24} unit"]
     for r in results:
         spread = f"{r['min']:,.0f}..{r['max']:,.0f}"
-        lines.append(f"{r['name']!s:<38} {r['median']:>14,.0f}  {spread:<24} {r['unit']}")
+        lines.append(f"{r['name']!s:<48} {r['median']:>12,.0f}  {spread:<24} {r['unit']}")
     return "\n".join(lines)
 
 
