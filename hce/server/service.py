@@ -215,15 +215,22 @@ class TokenService:
         *roles: Role,
         device_id: str | None = None,
     ) -> Iterator[StoreTransaction]:
-        """A write transaction for ``action``; a refusal by role is audited on its own."""
+        """A write transaction for ``action``; a refusal (by role, or because of the
+        request or the state) is audited in a transaction of its own."""
         try:
             require(actor, *roles, device_id=device_id)
         except Forbidden as err:
             with self._store.transaction(write=True) as tx:
                 self._audit(tx, actor, action, subject, "forbidden", detail=str(err))
             raise
-        with self._store.transaction(write=True) as tx:
-            yield tx
+        try:
+            with self._store.transaction(write=True) as tx:
+                yield tx
+        except (InvalidRequest, NotFound, Conflict) as err:
+            # the operation's transaction is rolled back: the refusal is audited on its own
+            with self._store.transaction(write=True) as tx:
+                self._audit(tx, actor, action, subject, "refused", detail=str(err))
+            raise
 
     @staticmethod
     def _token_row(tx: StoreTransaction, token_id: str) -> TokenRow:
@@ -440,7 +447,11 @@ class TokenService:
         self, token_id: str, public_point: bytes, *, actor: Principal
     ) -> DeviceRecord:
         """Bind a device's P-256 key (uncompressed point) to a token; the device id is
-        the hex SHA-256 fingerprint of the point. Returns the device's credential."""
+        the hex SHA-256 fingerprint of the point. Returns the device's credential.
+
+        A token lives on one device (as a scheme token is bound to one wallet): a
+        second device for the same token is refused, so two phones never spend the
+        same key indexes or ATCs."""
         if len(public_point) != POINT_LENGTH or public_point[0] != 0x04:
             raise InvalidRequest("public point: not an uncompressed P-256 point")
         try:
@@ -452,6 +463,8 @@ class TokenService:
             self._token_row(tx, token_id)
             if tx.device(device_id) is not None:
                 raise Conflict(f"device {device_id}: already registered")
+            if tx.token_device(token_id) is not None:
+                raise Conflict(f"token {token_id}: already bound to a device")
             tx.add_device(DeviceRow(device_id, token_id, public_point, self._now()))
             self._audit(tx, actor, "register_device", device_id, "ok", detail=f"token={token_id}")
             credential = self._add_credential(tx, actor, "device", device_id, device_id)

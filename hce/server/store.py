@@ -197,6 +197,9 @@ class StoreTransaction(Protocol):
 
     def add_device(self, row: DeviceRow) -> None: ...
     def device(self, device_id: str) -> DeviceRow | None: ...
+    def token_device(self, token_id: str) -> DeviceRow | None:
+        """The device a token is bound to, if any (one per token)."""
+        ...
 
     def add_batch(self, row: BatchRow, keys: list[IssuedKeyRow]) -> None: ...
     def last_key_ident(self, token_id: str, family: KeyFamily) -> int | None: ...
@@ -267,7 +270,7 @@ CREATE TABLE tokens (
 );
 CREATE TABLE devices (
     device_id     TEXT PRIMARY KEY,
-    token_id      TEXT NOT NULL REFERENCES tokens (token_id),
+    token_id      TEXT NOT NULL UNIQUE REFERENCES tokens (token_id),
     public_point  BLOB NOT NULL,
     created_at    TEXT NOT NULL
 );
@@ -453,7 +456,13 @@ class _SqliteTransaction:
         )
 
     def device(self, device_id: str) -> DeviceRow | None:
-        r = self._one("SELECT * FROM devices WHERE device_id = ?", device_id)
+        return self._device("SELECT * FROM devices WHERE device_id = ?", device_id)
+
+    def token_device(self, token_id: str) -> DeviceRow | None:
+        return self._device("SELECT * FROM devices WHERE token_id = ?", token_id)
+
+    def _device(self, query: str, key: str) -> DeviceRow | None:
+        r = self._one(query, key)
         if r is None:
             return None
         return DeviceRow(r["device_id"], r["token_id"], r["public_point"], _at(r["created_at"]))

@@ -209,3 +209,24 @@ def test_every_operation_is_audited_without_secrets(server, make_card, kit):
         card.token_id,
         "approved",
     )
+
+
+def test_a_token_lives_on_one_device(server, make_card):
+    card = make_card("visa")
+    other = public_point(ec.generate_private_key(ec.SECP256R1()).public_key())
+    with pytest.raises(Conflict, match="already bound to a device"):
+        server.service.register_device(card.token_id, other, actor=server.admin)
+
+
+def test_refusals_for_the_request_or_the_state_are_audited(server, make_card):
+    card = make_card("visa")
+    with pytest.raises(NotFound):
+        server.service.suspend("0" * 16, actor=server.admin)
+    server.service.suspend(card.token_id, actor=server.admin)
+    with pytest.raises(Conflict):
+        server.service.issue_batch(card.device_id, "LUK", 1, actor=card.device)
+    entries = server.service.audit_log(actor=server.admin)
+    refused = [(e.action, e.subject) for e in entries if e.result == "refused"]
+    assert ("suspend", "0" * 16) in refused
+    assert any(action == "issue_batch" for action, _ in refused)
+    assert all(card.token_pan not in e.detail for e in entries)
