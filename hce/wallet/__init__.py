@@ -9,6 +9,7 @@ from hce.wallet.errors import (
     KeyExpired,
     KeysExhausted,
     ServerError,
+    WalletChanged,
     WalletCorrupt,
     WalletError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "SukGrant",
     "TokenServer",
     "Wallet",
+    "WalletChanged",
     "WalletCorrupt",
     "WalletError",
     "WalletFile",

@@ -29,6 +29,10 @@ class WalletCorrupt(WalletError):
     """The wallet file is not a wallet file, or was altered."""
 
 
+class WalletChanged(WalletError):
+    """Another process changed the wallet file since this wallet read it: open it again."""
+
+
 class KeysExhausted(WalletError):
     """No key left for this tap: every key used up (or none loaded, or the ATC at its end)."""
 

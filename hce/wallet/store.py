@@ -18,9 +18,12 @@ file made for another device from an altered one without decrypting anything.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +75,17 @@ class WalletFile:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive lock on the wallet (a lock file beside it, flock): a writer holds it
+        while it checks the file and replaces it. The kernel drops it if the process dies."""
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def save(self, state: bytes) -> None:
         """Seal ``state`` and write it atomically."""

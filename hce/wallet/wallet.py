@@ -23,7 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from emv.crypto import ac, cbp, wrap
 from emv.crypto.cbp import KeyIndex, MKeyType
 from emv.crypto.wrap import BatchHeader, BatchKey, BatchKind
-from hce.wallet.errors import AmountExceeded, KeyExpired, KeysExhausted, WalletError
+from hce.wallet.errors import (
+    AmountExceeded,
+    KeyExpired,
+    KeysExhausted,
+    WalletChanged,
+    WalletError,
+)
 from hce.wallet.grants import Cryptogram, Grant, LukGrant, SukGrant
 from hce.wallet.log import Outcome, log_entry
 from hce.wallet.state import LukRecord, SukRecord, WalletState
@@ -113,8 +119,18 @@ class Wallet:
         return f"Wallet({self._file.path}, device {device}, ATC {self.atc})"
 
     def _commit(self, state: WalletState) -> None:
-        """Persist ``state`` (atomically), then make it the wallet's."""
-        self._file.save(state.to_bytes())
+        """Persist ``state`` (atomically), then make it the wallet's.
+
+        Under the wallet's lock the file must still hold what this wallet last read or
+        wrote: if another process has changed it since (a second wallet on the same
+        file), :class:`WalletChanged` is raised and nothing is written, so two
+        processes can never hand out the same ATC or key."""
+        with self._file.locked():
+            if self._file.load() != self._state.to_bytes():
+                raise WalletChanged(
+                    f"wallet file {self._file.path} was changed by another process: open it again"
+                )
+            self._file.save(state.to_bytes())
         self._state = state
 
     def _hour(self) -> int:

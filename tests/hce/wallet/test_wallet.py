@@ -433,3 +433,19 @@ def test_the_atc_ends_at_ffff(wallet: Wallet, load: Load, issuer: Issuer) -> Non
     assert wallet.take_suk(100).atc == b"\xff\xff"
     with pytest.raises(KeysExhausted, match="ATC has reached FFFF"):
         wallet.take_luk(100)
+
+
+def test_two_wallets_on_one_file_never_hand_out_one_atc(
+    wallet: Wallet, load: Load, issuer: Issuer
+) -> None:
+    """A second process (here: a second Wallet on the same file) changes the file: the
+    first one's next write is refused, so an ATC is never handed out twice."""
+    from hce.wallet import WalletChanged  # noqa: PLC0415
+
+    load([issuer.luk(0)])
+    other = Wallet.open(wallet._file, wallet._clock)
+    taken = other.take_luk(100).atc
+    with pytest.raises(WalletChanged, match="changed by another process"):
+        wallet.take_luk(100)
+    again = Wallet.open(wallet._file, wallet._clock)
+    assert again.take_luk(100).atc == bytes((0, taken[1] + 1))
