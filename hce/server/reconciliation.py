@@ -132,6 +132,12 @@ def _missing(logged: set[int], suks: set[int]) -> list[int]:
     return [atc for atc in window if atc not in logged and (not suks or atc in suks)]
 
 
+def _in_span(atc: int, logged: set[int], first_upload: bool) -> bool:
+    if not logged:
+        return first_upload
+    return (1 if first_upload else min(logged)) <= atc <= max(logged)
+
+
 def reconcile_entries(
     reconciliation_id: str,
     device_id: str,
@@ -140,8 +146,13 @@ def reconcile_entries(
     *,
     issued: Sequence[IssuedKeyRow],
     authorisations: Sequence[AuthorisationRow],
+    first_upload: bool = True,
 ) -> ReconciliationReport:
-    """Match the parsed log against the keys issued to the device and its authorisations."""
+    """Match the parsed log against the keys issued to the device and its authorisations.
+
+    An approval counts as "not logged" when its ATC falls in the span this upload
+    covers: from ATC 1 for a device's first upload (else from its first logged ATC)
+    to its last logged ATC; later approvals belong to uploads still to come."""
     parsed: dict[int, LogEntry] = {}
     malformed = []
     for position, entry in enumerate(entries):
@@ -164,7 +175,9 @@ def reconcile_entries(
         forged=tuple(range(verified, len(entries))),
         malformed=tuple(malformed),
         missing_atcs=tuple(_missing(logged, suks)),
-        approved_not_logged=tuple(atc for atc in approved if atc not in logged),
+        approved_not_logged=tuple(
+            atc for atc in approved if atc not in logged and _in_span(atc, logged, first_upload)
+        ),
         offline_unseen=tuple(
             e.atc for e in parsed.values() if e.outcome == Outcome.OFFLINE_APPROVED
         ),

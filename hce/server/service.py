@@ -827,6 +827,7 @@ class TokenService:
                 broken,
                 issued=tx.issued_keys(device_id),
                 authorisations=tx.authorisations(device_id),
+                first_upload=previous == reconciliation.MAC_0,
             )
             tx.add_reconciliation(
                 ReconciliationRow(
