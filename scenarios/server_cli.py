@@ -8,9 +8,11 @@ A server lives in one directory::
     DIR/store.sqlite   the store (WAL): vault, devices, issued keys, decisions, audit
 
 ``init`` creates them and the HSM keys and prints what a terminal and an
-operator need; ``run`` serves the HTTP API on 127.0.0.1; ``openapi`` prints the
-API description; ``personalise`` certifies an ICC key for a token's card (as
-the admin holding the directory). The endpoints are listed in ``emvtap server --help``.
+operator need (with ``--import-imk-ac`` the IMK-AC is the given one, so the
+server's issuer host can authorise plastic cards personalised under it);
+``run`` serves the HTTP API on 127.0.0.1; ``openapi`` prints the API
+description; ``personalise`` certifies an ICC key for a token's card (as the
+admin holding the directory). The endpoints are listed in ``emvtap server --help``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from hce.server.api import ROUTES, personalisation_json
 from hce.server.credentials import Principal
 from hce.server.http import ApiServer, tls_context
 from hce.server.openapi import openapi_document
-from hce.server.service import InitSummary, TokenService
+from hce.server.service import InitSummary, KeyImport, TokenService
 from hce.server.store import SqliteStore
 from hce.server.tls import TlsFiles, make_test_pki
 from scenarios.about import version
@@ -140,6 +142,18 @@ def add_server_commands(commands: Subcommands) -> None:
         help="'soft' (default: an encrypted key file in DIR) or 'pkcs11:MODULE:TOKEN' "
         f"(a PKCS#11 module path and token label; the user PIN comes from {PIN_ENV})",
     )
+    init.add_argument(
+        "--import-imk-ac",
+        metavar="HEX",
+        help="import this 2-key 3DES IMK-AC (32 hex digits) instead of making one: the "
+        "issuer master key plastic cards to authorise were personalised under (test keys "
+        "only: a command line is visible to other local users)",
+    )
+    init.add_argument(
+        "--imk-ac-kcv",
+        metavar="HEX",
+        help="the check value (6 hex digits) the imported IMK-AC must have",
+    )
     init.set_defaults(handler=_init)
 
     run = sub.add_parser(
@@ -234,11 +248,12 @@ def _init(args: argparse.Namespace) -> int:
     if args.hsm != "soft":
         _pkcs11_spec(args.hsm)
         _pkcs11_pin()
+    imk_ac = _imk_ac_import(args)
     created = not directory.path.exists()
     existed = set() if created else set(directory.path.iterdir())
     directory.path.mkdir(parents=True, exist_ok=True)
     try:
-        summary, tls = _initialise(directory, args.hsm, args.tls)
+        summary, tls = _initialise(directory, args.hsm, args.tls, imk_ac)
     except BaseException:
         _remove_new_files(directory.path, existed)
         if created:
@@ -257,8 +272,23 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _imk_ac_import(args: argparse.Namespace) -> KeyImport | None:
+    """The IMK-AC of ``--import-imk-ac`` with its ``--imk-ac-kcv`` (both or neither)."""
+    if args.import_imk_ac is None and args.imk_ac_kcv is None:
+        return None
+    if args.import_imk_ac is None or args.imk_ac_kcv is None:
+        raise ServerSetupError("give both --import-imk-ac and --imk-ac-kcv")
+    try:
+        value, kcv = bytes.fromhex(args.import_imk_ac), bytes.fromhex(args.imk_ac_kcv)
+    except ValueError:
+        raise ServerSetupError("--import-imk-ac, --imk-ac-kcv: expected hexadecimal") from None
+    if len(value) != 16 or len(kcv) != 3:
+        raise ServerSetupError("--import-imk-ac: 32 hex digits; --imk-ac-kcv: 6 hex digits")
+    return KeyImport(value, kcv)
+
+
 def _initialise(
-    directory: ServerDir, hsm: str, with_tls: bool
+    directory: ServerDir, hsm: str, with_tls: bool, imk_ac: KeyImport | None
 ) -> tuple[InitSummary, TlsFiles | None]:
     """Make the HSM keys, the store and the TLS files; server.json is written last, so
     a directory without it was never completely initialised."""
@@ -268,7 +298,7 @@ def _initialise(
     with open_hsm(directory, hsm) as opened:
         store = SqliteStore(directory.store)
         try:
-            summary = TokenService(opened, store, _utc_now).initialise()
+            summary = TokenService(opened, store, _utc_now).initialise(imk_ac=imk_ac)
         finally:
             store.close()
     config: dict[str, Any] = {"hsm": hsm, "tls": None}

@@ -15,6 +15,7 @@ emvtap. It plays every role a card needs from its issuer:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from emv.crypto import des, kd, oda
@@ -49,8 +50,10 @@ class SoftSigner:
 class SoftIssuer:
     """Named keys made on first use (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self._imks: dict[str, bytes] = {}
+    def __init__(self, imks: Mapping[str, bytes] | None = None) -> None:
+        """``imks`` gives named issuer master keys instead of making them (e.g. the
+        IMK-AC a token server imported with ``emvtap server init --import-imk-ac``)."""
+        self._imks: dict[str, bytes] = dict(imks or {})
         self._rsa: dict[str, oda.RsaPrivateKey] = {}
         self._certificates: dict[tuple[str, str, str], oda.PublicKeyCertificate] = {}
         self._serial = 0

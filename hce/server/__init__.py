@@ -18,9 +18,11 @@ from hce.server.errors import (
 )
 from hce.server.reconciliation import ReconciliationReport
 from hce.server.service import (
+    CardRecord,
     DeviceRecord,
     InitSummary,
     IssuedBatch,
+    KeyImport,
     ServerConfig,
     TokenRecord,
     TokenService,
@@ -30,12 +32,14 @@ from hce.server.store import AuditEntry, SqliteStore, Store
 __all__ = [
     "AuditEntry",
     "Authorisation",
+    "CardRecord",
     "Conflict",
     "DeviceRecord",
     "Forbidden",
     "InitSummary",
     "InvalidRequest",
     "IssuedBatch",
+    "KeyImport",
     "NotFound",
     "Principal",
     "ReconciliationReport",

@@ -29,7 +29,7 @@ from hce.server.errors import (
     ServiceError,
     Unauthorised,
 )
-from hce.server.service import Personalisation, TokenService
+from hce.server.service import CardRecord, Personalisation, TokenService
 
 __all__ = ["ROUTES", "ApiError", "Request", "Route", "dispatch", "personalisation_json"]
 
@@ -160,6 +160,37 @@ def _resume(service: TokenService, request: Request) -> Json:
     return _token_json(service.resume(request.params["token_id"], actor=request.actor))
 
 
+def _enrol_card(service: TokenService, request: Request) -> Json:
+    record = service.enrol_card(
+        request.text("pan", pattern=r"\d{12,19}"),
+        request.text("expiry", pattern=r"\d{2}(0[1-9]|1[0-2])"),
+        request.text("psn", pattern=r"\d{2}", default="00"),
+        request.text("scheme", pattern="visa|mastercard"),
+        request.text("cryptogram_version", pattern=r"\d{2}"),
+        actor=request.actor,
+    )
+    return _card_json(record)
+
+
+def _card_json(record: CardRecord) -> Json:
+    return {
+        "card_id": record.card_id,
+        "scheme": record.scheme,
+        "psn": record.psn,
+        "expiry": record.expiry,
+        "cryptogram_version": record.cryptogram_version,
+        "status": record.status,
+    }
+
+
+def _suspend_card(service: TokenService, request: Request) -> Json:
+    return _card_json(service.suspend_card(request.params["card_id"], actor=request.actor))
+
+
+def _resume_card(service: TokenService, request: Request) -> Json:
+    return _card_json(service.resume_card(request.params["card_id"], actor=request.actor))
+
+
 def _register_device(service: TokenService, request: Request) -> Json:
     record = service.register_device(
         request.params["token_id"], request.hex("public_key"), actor=request.actor
@@ -279,6 +310,43 @@ ROUTES: tuple[Route, ...] = (
         "POST", "/v1/tokens/{token_id}/suspend", frozenset({"admin"}), "Suspend a token.", _suspend
     ),
     Route("POST", "/v1/tokens/{token_id}/resume", frozenset({"admin"}), "Resume a token.", _resume),
+    Route(
+        "POST",
+        "/v1/cards",
+        frozenset({"admin"}),
+        "Enrol a plastic card for the issuer host: its ARQCs are verified under MK-AC "
+        "Option A from the IMK-AC, by cryptogram version; the vault keeps the PAN encrypted.",
+        _enrol_card,
+        {
+            "pan": "digits",
+            "expiry": "YYMM",
+            "psn": "2 digits",
+            "scheme": "visa|mastercard",
+            "cryptogram_version": "18|22 (visa), 16|17|20|21 (mastercard)",
+        },
+        {
+            "card_id": "string",
+            "scheme": "string",
+            "psn": "string",
+            "expiry": "YYMM",
+            "cryptogram_version": "string",
+            "status": "string",
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/cards/{card_id}/suspend",
+        frozenset({"admin"}),
+        "Suspend a plastic card.",
+        _suspend_card,
+    ),
+    Route(
+        "POST",
+        "/v1/cards/{card_id}/resume",
+        frozenset({"admin"}),
+        "Resume a plastic card.",
+        _resume_card,
+    ),
     Route(
         "POST",
         "/v1/tokens/{token_id}/devices",

@@ -1,9 +1,10 @@
 """Online authorisation of a CBP cryptogram: the request, the key it names, the answer.
 
 The terminal sends the card's data as BER-TLV (like ISO 8583 DE 55). This
-module reads it strictly (:func:`parse_request`), says which issued key the
+module reads it strictly (:func:`parse_request`), says which issued key a token's
 cryptogram claims (:func:`claimed_key`: the LUK of the key index in a CBP-V IAD,
-or the SUK / SUK-UV of the ATC for CBP-M, docs/cbp.md "Cryptograms"), and
+or the SUK / SUK-UV of the ATC for CBP-M, docs/cbp.md "Cryptograms"; a plastic
+card's cryptogram is read by :mod:`hce.server.issuer_host`), and
 defines the answer's codes: the Authorisation Response Code (tag 8A, EMV Book 4
 §A6: ASCII '00' approved, '05' declined) and, for CBP-M's ARPC method 2 (Book 2
 §8.2.2), emvtap's Card Status Update.
@@ -71,6 +72,7 @@ _TABLE_26: dict[int, tuple[str, int]] = {
     0x9F36: ("atc", 2),
 }
 _FIXED = {0x9F26: 8, 0x9F27: 1, 0x5F34: 1}
+_MAX_IAD = 32  # Book 3 Annex A: 9F10 is 1 to 32 bytes
 
 
 class MalformedRequest(ValueError):
@@ -86,7 +88,7 @@ class AuthorisationRequest:
     track2_expiry: str | None  # YYMM from tag 57, when sent
     arqc: bytes
     data: ac.CryptogramData
-    iad: cbp.CbpVIad | cbp.CbpMIad
+    iad: bytes  # 9F10 as sent: its format depends on the card or token the PAN names
 
     @property
     def atc(self) -> int:
@@ -98,8 +100,9 @@ class AuthorisationRequest:
 
     @property
     def mac_input(self) -> bytes:
-        """Table 26 data || IAD: what the ARQC is the MAC of (docs/cbp.md)."""
-        return self.data.to_bytes() + self.iad.to_bytes()
+        """Table 26 data || IAD: what a CBP ARQC is the MAC of (docs/cbp.md), as is a
+        Visa CVN 18/22 one (:func:`emv.crypto.ac.visa_cvn18_input`)."""
+        return self.data.to_bytes() + self.iad
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class ClaimedKey:
     limited_use: LimitedUse
     session: Session | None
     user_verified: bool
+    use_count: int  # CBP-V: the LUK's uses the IAD counts, this one included; CBP-M: 1
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,8 @@ def _pan_and_expiry(values: dict[int, bytes]) -> tuple[str, str | None]:
 
 def parse_request(icc_data: bytes) -> AuthorisationRequest:
     """Read the request strictly: every tag present with its length, numeric where
-    numeric, CID an ARQC ('80': emvtap cards set no other bit), the IAD a CBP one."""
+    numeric, CID an ARQC ('80': emvtap cards set no other bit), an IAD of 1 to 32
+    bytes (its format is checked once the PAN says whose it is)."""
     values = _values(icc_data)
     pan, track2_expiry = _pan_and_expiry(values)
     fields = {name: _require(values, tag, length) for tag, (name, length) in _TABLE_26.items()}
@@ -182,26 +187,38 @@ def parse_request(icc_data: bytes) -> AuthorisationRequest:
     psn = None
     if 0x5F34 in values:
         psn = _digits(0x5F34, _require(values, 0x5F34, _FIXED[0x5F34])).rjust(2, "0")
-    try:
-        iad = cbp.parse_iad(_require(values, 0x9F10))
-    except cbp.CbpError as err:
-        raise MalformedRequest(f"tag 9F10: {err}") from None
+    iad = _require(values, 0x9F10)
+    if not 1 <= len(iad) <= _MAX_IAD:
+        raise MalformedRequest(f"tag 9F10 has {len(iad)} bytes, expected 1 to {_MAX_IAD}")
     return AuthorisationRequest(pan, psn, track2_expiry, arqc, ac.CryptogramData(**fields), iad)
 
 
 def claimed_key(request: AuthorisationRequest) -> ClaimedKey:
-    """CBP-V: the LUK of the IAD's key index, common session key on ATC || '00'x6;
-    CBP-M: the ATC's SUK or SUK-UV as the IAD's key type says, no session key."""
+    """The key of a token's cryptogram, from its CBP IAD (MalformedRequest if the IAD is
+    not one). CBP-V: the LUK of the IAD's key index, common session key on ATC ||
+    '00'x6; CBP-M: the ATC's SUK or SUK-UV as the IAD's key type says, no session key."""
+    try:
+        iad = cbp.parse_iad(request.iad)
+    except cbp.CbpError as err:
+        raise MalformedRequest(f"tag 9F10: {err}") from None
     atc = request.data.atc
-    if isinstance(request.iad, cbp.CbpVIad):
-        index = request.iad.key_index.to_bytes()
+    if isinstance(iad, cbp.CbpVIad):
+        index = iad.key_index.to_bytes()
         return ClaimedKey(
             "LUK",
             int.from_bytes(index, "big"),
             LimitedUse(BatchKind.LUK, index),
             CommonSession(atc + bytes(6)),
             user_verified=False,
+            use_count=iad.use_count,
         )
-    user_verified = request.iad.key_type == cbp.MKeyType.SUK_UV
+    user_verified = iad.key_type == cbp.MKeyType.SUK_UV
     kind = BatchKind.SUK_UV if user_verified else BatchKind.SUK
-    return ClaimedKey("SUK", request.atc, LimitedUse(kind, b"\x00\x00" + atc), None, user_verified)
+    return ClaimedKey(
+        "SUK",
+        request.atc,
+        LimitedUse(kind, b"\x00\x00" + atc),
+        None,
+        user_verified,
+        use_count=1,
+    )

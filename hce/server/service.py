@@ -3,10 +3,12 @@
 It enrols funding PANs as tokens (the vault), registers devices, issues batches
 of limited-use keys wrapped for one device (docs/cbp.md "The batch and its
 envelope"), authorises CBP cryptograms (EMV Book 2 §8.1 ARQC, §8.2 ARPC) and
-reconciles device logs. Every operation runs in one store transaction, is
-allowed by the caller's role (:mod:`hce.server.credentials`), and leaves one
-audit entry naming who did what to which object, with no secret in it: tokens
-by id, never by PAN; no key, PIN or credential.
+reconciles device logs. As an issuer host it also enrols plastic cards and
+authorises their Visa / M/Chip cryptograms (:mod:`hce.server.issuer_host`).
+Every operation runs in one store transaction, is allowed by the caller's role
+(:mod:`hce.server.credentials`), and leaves one audit entry naming who did what
+to which object, with no secret in it: tokens and cards by id, never by PAN; no
+key, PIN or credential.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from emv.crypto import cbp, oda
 from emv.crypto.wrap import POINT_LENGTH, BatchHeader, BatchKind, device_fingerprint
 from hce.hsm.interface import Hsm, IccMaster, KeyKind, KeyPath, LimitedUse
 from hce.server import authorisation as authz
-from hce.server import personalisation, provisioning, reconciliation, vault
+from hce.server import issuer_host, personalisation, provisioning, reconciliation, vault
 from hce.server.authorisation import Authorisation, AuthorisationRequest, ClaimedKey, Reason
 from hce.server.certificates import sign_issuer_certificate
 from hce.server.credentials import ROLES, Principal, new_secret, require, secret_digest
@@ -49,6 +51,7 @@ from hce.server.store import (
     Role,
     Store,
     StoreTransaction,
+    TokenKind,
     TokenRow,
     TokenStatus,
 )
@@ -57,9 +60,11 @@ __all__ = [
     "CA_KEY",
     "IMK_AC",
     "ISSUER_KEY",
+    "CardRecord",
     "DeviceRecord",
     "InitSummary",
     "IssuedBatch",
+    "KeyImport",
     "Personalisation",
     "Principal",
     "ServerConfig",
@@ -128,6 +133,28 @@ class TokenRecord:
 
 
 @dataclass(frozen=True)
+class CardRecord:
+    """A plastic card of the issuer host as an admin sees it."""
+
+    card_id: str
+    scheme: str
+    pan: str
+    psn: str
+    expiry: str  # YYMM
+    cryptogram_version: str
+    status: TokenStatus
+
+
+@dataclass(frozen=True)
+class KeyImport:
+    """A key given in clear to :meth:`TokenService.initialise` (key ceremony, tests),
+    with the check value it must have."""
+
+    value: bytes = field(repr=False)
+    kcv: bytes
+
+
+@dataclass(frozen=True)
 class DeviceRecord:
     """A registered device; ``credential`` is shown this once."""
 
@@ -155,6 +182,7 @@ class _Decision:
     device_id: str | None = None
     verified: bool = False
     detail: str = ""
+    plastic: issuer_host.PlasticCryptogram | None = None  # a plastic card's, instead of key
 
 
 class TokenService:
@@ -233,10 +261,11 @@ class TokenService:
             raise
 
     @staticmethod
-    def _token_row(tx: StoreTransaction, token_id: str) -> TokenRow:
+    def _token_row(tx: StoreTransaction, token_id: str, kind: TokenKind = "token") -> TokenRow:
+        """The token (or with ``kind`` "card", the plastic card) of that id."""
         token = tx.token(token_id)
-        if token is None:
-            raise NotFound(f"token {token_id}: not found")
+        if token is None or token.kind != kind:
+            raise NotFound(f"{kind} {token_id}: not found")
         return token
 
     def _token_pan(self, token: TokenRow) -> str:
@@ -244,6 +273,18 @@ class TokenService:
 
     def _icc(self, token: TokenRow, pan: str) -> IccMaster:
         return IccMaster(pan, bytes.fromhex(token.psn))
+
+    def _card_record(self, card: TokenRow) -> CardRecord:
+        assert card.cryptogram_version is not None  # every card row has one (enrol_card)
+        return CardRecord(
+            card.token_id,
+            card.scheme,
+            self._token_pan(card),
+            card.psn,
+            card.expiry,
+            card.cryptogram_version,
+            card.status,
+        )
 
     def _record(self, token: TokenRow) -> TokenRecord:
         return TokenRecord(
@@ -257,12 +298,17 @@ class TokenService:
 
     # --- initialisation and credentials --------------------------------------------------
 
-    def initialise(self) -> InitSummary:
+    def initialise(self, *, imk_ac: KeyImport | None = None) -> InitSummary:
         """Create what is missing: the symmetric keys (IMK-AC, vault, lookup), the test CA
         and issuer RSA keys, the issuer certificate of each token BIN under the CA
-        (Book 2 Table 6), and a first admin credential."""
+        (Book 2 Table 6), and a first admin credential.
+
+        With ``imk_ac`` the IMK-AC is imported (its KCV checked by the HSM) instead of
+        made, so that plastic cards personalised under it by their issuer can be
+        authorised (:meth:`enrol_card`); a server that already has an IMK-AC with
+        another KCV refuses it (Conflict)."""
         with self._store.transaction(write=True) as tx:
-            created = self._create_keys(tx)
+            created = self._create_keys(tx, imk_ac)
             certificates = self._certify_issuer(tx, renew=bool({CA_KEY, ISSUER_KEY} & set(created)))
             admin = None
             if not tx.has_role("admin"):
@@ -280,11 +326,13 @@ class TokenService:
             )
         return InitSummary(kcvs, oda.format_ca_key(ca), certificates, tuple(created), admin)
 
-    def _create_keys(self, tx: StoreTransaction) -> list[str]:
+    def _create_keys(self, tx: StoreTransaction, imk_ac: KeyImport | None) -> list[str]:
         present = set(self._hsm.labels())
         created = []
+        if imk_ac is not None:
+            created += self._import_imk_ac(tx, imk_ac, present)
         for label, kind in SYMMETRIC_KEYS:
-            if label not in present:
+            if label not in present and label not in created:
                 info = self._hsm.generate_key(label, kind)
                 self._audit(
                     tx, INIT, "generate_key", label, "ok", detail=f"kcv={info.kcv.hex().upper()}"
@@ -296,6 +344,19 @@ class TokenService:
                 self._audit(tx, INIT, "generate_rsa_key", label, "ok", detail=f"bits={bits}")
                 created.append(label)
         return created
+
+    def _import_imk_ac(
+        self, tx: StoreTransaction, imk_ac: KeyImport, present: set[str]
+    ) -> list[str]:
+        """Import the IMK-AC unless the HSM holds it already with the same KCV."""
+        kcv = imk_ac.kcv.hex().upper()
+        if IMK_AC in present:
+            if self._hsm.key_info(IMK_AC).kcv != imk_ac.kcv:
+                raise Conflict(f"key {IMK_AC}: present with another KCV than {kcv}")
+            return []
+        self._hsm.import_key(IMK_AC, KeyKind.DES2, imk_ac.value, imk_ac.kcv)
+        self._audit(tx, INIT, "import_key", IMK_AC, "ok", detail=f"kcv={kcv}")
+        return [IMK_AC]
 
     def _certify_issuer(
         self, tx: StoreTransaction, *, renew: bool
@@ -384,10 +445,7 @@ class TokenService:
         """A new token for ``funding_pan``: a fresh Luhn-valid token PAN in the scheme's
         BIN; both PANs are stored only sealed and as keyed digests (the vault)."""
         vault.check_pan("funding PAN", funding_pan)
-        if not re.fullmatch(r"\d\d(0[1-9]|1[0-2])", expiry):
-            raise InvalidRequest("expiry: expected YYMM")
-        if not re.fullmatch(r"\d\d", psn):
-            raise InvalidRequest("psn: expected two digits")
+        _check_expiry_and_psn(expiry, psn)
         if scheme not in self.config.token_bins:
             raise InvalidRequest(
                 f"scheme {scheme!r}: expected one of {sorted(self.config.token_bins)}"
@@ -419,6 +477,67 @@ class TokenService:
                 return pan
         raise Conflict(f"no free token PAN found in the {scheme} BIN")
 
+    def enrol_card(
+        self,
+        pan: str,
+        expiry: str,
+        psn: str,
+        scheme: str,
+        cryptogram_version: str,
+        *,
+        actor: Principal,
+    ) -> CardRecord:
+        """Enrol a plastic card for the issuer host (admins only): its ARQCs are then
+        verified under MK-AC Option A from the IMK-AC (EMV Book 2 A1.4.1) by its
+        cryptogram version (:mod:`hce.server.issuer_host`). The PAN is stored only
+        sealed and as a keyed digest; a card has no devices and no batches."""
+        vault.check_pan("PAN", pan)
+        _check_expiry_and_psn(expiry, psn)
+        if issuer_host.CRYPTOGRAM_VERSIONS.get(cryptogram_version) != scheme:
+            raise InvalidRequest(
+                f"cryptogram version {cryptogram_version!r} of scheme {scheme!r}: expected one "
+                f"of {sorted(issuer_host.CRYPTOGRAM_VERSIONS.items())}"
+            )
+        card_id = secrets.token_hex(8)
+        with self._allowed(actor, "enrol_card", card_id, "admin") as tx:
+            digest = vault.pan_digest(self._hsm, pan)
+            if tx.token_by_pan_digest(digest) is not None:
+                raise Conflict("PAN: a card or token with this PAN is enrolled")
+            row = TokenRow(
+                token_id=card_id,
+                scheme=scheme,
+                token_pan_digest=digest,
+                token_pan_sealed=vault.seal_pan(self._hsm, pan, card_id, "token"),
+                funding_pan_digest=digest,
+                funding_pan_sealed=vault.seal_pan(self._hsm, pan, card_id, "funding"),
+                psn=psn,
+                expiry=expiry,
+                status="active",
+                next_atc=1,
+                created_at=self._now(),
+                kind="card",
+                cryptogram_version=cryptogram_version,
+            )
+            tx.add_token(row)
+            self._audit(
+                tx,
+                actor,
+                "enrol_card",
+                card_id,
+                "ok",
+                detail=f"scheme={scheme} cvn={cryptogram_version}",
+            )
+        return CardRecord(card_id, scheme, pan, psn, expiry, cryptogram_version, "active")
+
+    def suspend_card(self, card_id: str, *, actor: Principal) -> CardRecord:
+        """Stop approving the plastic card (admins only): its ARQCs are declined with
+        reason ``suspended_token``, still with an ARPC when they verify."""
+        return self._card_record(self._set_status(card_id, "suspended", actor, "card"))
+
+    def resume_card(self, card_id: str, *, actor: Principal) -> CardRecord:
+        """Undo :meth:`suspend_card`."""
+        return self._card_record(self._set_status(card_id, "active", actor, "card"))
+
     def token(self, token_id: str, *, actor: Principal) -> TokenRecord:
         """A token, with its token PAN (admins only)."""
         with self._allowed(actor, "read_token", token_id, "admin") as tx:
@@ -428,20 +547,21 @@ class TokenService:
 
     def suspend(self, token_id: str, *, actor: Principal) -> TokenRecord:
         """Stop authorising and provisioning the token (admins only)."""
-        return self._set_status(token_id, "suspended", actor)
+        return self._record(self._set_status(token_id, "suspended", actor, "token"))
 
     def resume(self, token_id: str, *, actor: Principal) -> TokenRecord:
         """Undo :meth:`suspend`."""
-        return self._set_status(token_id, "active", actor)
+        return self._record(self._set_status(token_id, "active", actor, "token"))
 
-    def _set_status(self, token_id: str, status: TokenStatus, actor: Principal) -> TokenRecord:
+    def _set_status(
+        self, token_id: str, status: TokenStatus, actor: Principal, kind: TokenKind
+    ) -> TokenRow:
         action = "suspend" if status == "suspended" else "resume"
         with self._allowed(actor, action, token_id, "admin") as tx:
-            self._token_row(tx, token_id)
+            self._token_row(tx, token_id, kind)
             tx.set_token_status(token_id, status)
             self._audit(tx, actor, action, token_id, "ok")
-            token = self._token_row(tx, token_id)
-        return self._record(token)
+            return self._token_row(tx, token_id, kind)
 
     def register_device(
         self, token_id: str, public_point: bytes, *, actor: Principal
@@ -671,7 +791,11 @@ class TokenService:
         cryptogram verifies (bad_cryptogram), then token status, key expiry, count and
         amount. One transaction with the write lock, and a UNIQUE index, make one
         approval per ATC however many requests race. The ARPC (method 1 for CBP-V,
-        method 2 with a CSU for CBP-M) comes whenever the cryptogram verified."""
+        method 2 with a CSU for CBP-M) comes whenever the cryptogram verified.
+
+        A plastic card's PAN is decided by the issuer host (:meth:`_decide_plastic`):
+        malformed (also an IAD not of its cryptogram version), replay, bad_cryptogram,
+        suspended_token; it has no key limits."""
         authorisation_id = secrets.token_hex(8)
         with self._allowed(actor, "authorise", authorisation_id, "acquirer", "admin") as tx:
             decision = self._decide(tx, icc_data)
@@ -697,7 +821,12 @@ class TokenService:
         token = tx.token_by_pan_digest(vault.pan_digest(self._hsm, request.pan))
         if token is None or not _same_card(token, request):
             return _Decision("unknown_token", request)
-        key = authz.claimed_key(request)
+        if token.kind == "card":
+            return self._decide_plastic(tx, token, request)
+        try:
+            key = authz.claimed_key(request)
+        except authz.MalformedRequest as err:
+            return _Decision("malformed", request, token, detail=str(err))
         issued = tx.issued_key(token.token_id, key.family, key.ident)
         if issued is None or (key.user_verified and not issued.user_verified):
             return _Decision("unknown_key", request, token)
@@ -710,8 +839,29 @@ class TokenService:
         ):
             return dataclasses.replace(found, reason="bad_cryptogram")
         return dataclasses.replace(
-            found, verified=True, reason=self._limits(tx, token, issued, request)
+            found, verified=True, reason=self._limits(tx, token, issued, request, key.use_count)
         )
+
+    def _decide_plastic(
+        self, tx: StoreTransaction, card: TokenRow, request: AuthorisationRequest
+    ) -> _Decision:
+        """The issuer host's checks on a plastic card's ARQC (EMV Book 2 §8.1), by its
+        cryptogram version, inside the HSM under MK-AC Option A from the IMK-AC."""
+        assert card.cryptogram_version is not None  # every card row has one (enrol_card)
+        try:
+            plastic = issuer_host.plastic_cryptogram(card.cryptogram_version, request)
+        except authz.MalformedRequest as err:
+            return _Decision("malformed", request, card, detail=str(err))
+        found = _Decision("approved", request, card, plastic=plastic)
+        if tx.atc_approved(card.token_id, request.atc):
+            return dataclasses.replace(found, reason="replay")
+        path = KeyPath(IMK_AC, self._icc(card, request.pan), session=plastic.session)
+        if not self._hsm.verify_application_cryptogram(
+            path, plastic.mac_input, "emv", request.arqc
+        ):
+            return dataclasses.replace(found, reason="bad_cryptogram")
+        reason: Reason = "approved" if card.status == "active" else "suspended_token"
+        return dataclasses.replace(found, verified=True, reason=reason)
 
     def _limits(
         self,
@@ -719,6 +869,7 @@ class TokenService:
         token: TokenRow,
         issued: IssuedKeyRow,
         request: AuthorisationRequest,
+        use_count: int,
     ) -> Reason:
         """docs/cbp.md "Limits of a LUK": status, expiry, count, cumulative amount."""
         if token.status != "active":
@@ -726,7 +877,6 @@ class TokenService:
         if provisioning.hour_of(self._now()) >= issued.expiry_hour:
             return "expired_key"
         approvals, approved_amount = tx.key_usage(token.token_id, issued.family, issued.ident)
-        use_count = request.iad.use_count if isinstance(request.iad, cbp.CbpVIad) else 1
         if approvals >= issued.max_transactions or use_count > issued.max_transactions:
             return "over_count"
         if approved_amount + request.amount > issued.max_amount:
@@ -764,18 +914,34 @@ class TokenService:
         approved = decision.reason == "approved"
         arc = authz.ARC_APPROVED if approved else authz.ARC_DECLINED
         verdict: Literal["approved", "declined"] = "approved" if approved else "declined"
-        request, token, key = decision.request, decision.token, decision.key
-        if not decision.verified or request is None or token is None or key is None:
-            return Authorisation(
-                authorisation_id, verdict, decision.reason, arc, None, None, decision.detail
-            )
-        path = KeyPath(IMK_AC, self._icc(token, request.pan), key.limited_use, key.session)
-        if key.family == "LUK":
-            arpc = self._hsm.arpc_method_1(path, request.arqc, arc)
-            return Authorisation(authorisation_id, verdict, decision.reason, arc, arpc, None)
-        csu = authz.CSU_APPROVED if approved else authz.CSU_DECLINED
-        arpc = self._hsm.arpc_method_2(path, request.arqc, csu)
-        return Authorisation(authorisation_id, verdict, decision.reason, arc, arpc, csu)
+        arpc, csu = self._arpc(decision, arc) if decision.verified else (None, None)
+        return Authorisation(
+            authorisation_id, verdict, decision.reason, arc, arpc, csu, decision.detail
+        )
+
+    def _arpc(self, decision: _Decision, arc: bytes) -> tuple[bytes, bytes | None]:
+        """The ARPC (EMV Book 2 §8.2) of a verified cryptogram, and the CSU it covers
+        (method 2 only): CBP-V method 1 under its session key, CBP-M method 2 under the
+        SUK; a plastic card's by its cryptogram version (:mod:`hce.server.issuer_host`)."""
+        request, token, key, plastic = (
+            decision.request,
+            decision.token,
+            decision.key,
+            decision.plastic,
+        )
+        assert request is not None and token is not None  # a verified decision has them
+        icc = self._icc(token, request.pan)
+        if plastic is not None:
+            path = KeyPath(IMK_AC, icc, session=plastic.arpc_session)
+            method = plastic.arpc_method
+        else:
+            assert key is not None
+            path = KeyPath(IMK_AC, icc, key.limited_use, key.session)
+            method = 1 if key.family == "LUK" else 2
+        if method == 1:
+            return self._hsm.arpc_method_1(path, request.arqc, arc), None
+        csu = authz.CSU_APPROVED if decision.reason == "approved" else authz.CSU_DECLINED
+        return self._hsm.arpc_method_2(path, request.arqc, csu), csu
 
     # --- reconciliation and audit ----------------------------------------------------------
 
@@ -853,6 +1019,13 @@ class TokenService:
         """Every audit entry, oldest first (admins only)."""
         with self._allowed(actor, "read_audit", "audit", "admin") as tx:
             return tx.audit_entries()
+
+
+def _check_expiry_and_psn(expiry: str, psn: str) -> None:
+    if not re.fullmatch(r"\d\d(0[1-9]|1[0-2])", expiry):
+        raise InvalidRequest("expiry: expected YYMM")
+    if not re.fullmatch(r"\d\d", psn):
+        raise InvalidRequest("psn: expected two digits")
 
 
 def _same_card(token: TokenRow, request: AuthorisationRequest) -> bool:

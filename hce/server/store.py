@@ -38,14 +38,16 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreTransaction",
+    "TokenKind",
     "TokenRow",
     "TokenStatus",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Role = Literal["admin", "acquirer", "device"]
 TokenStatus = Literal["active", "suspended"]
+TokenKind = Literal["token", "card"]
 KeyFamily = Literal["LUK", "SUK"]
 Decision = Literal["approved", "declined"]
 
@@ -82,7 +84,9 @@ class IssuerCertificateRow:
 
 @dataclass(frozen=True)
 class TokenRow:
-    """A token: its PANs only sealed (HSM vault key) and as keyed digests."""
+    """A token, or (``kind`` "card") a plastic card of the issuer host: its PANs only
+    sealed (HSM vault key) and as keyed digests. A card is its own funding account: its
+    PAN is in both PAN fields, and ``cryptogram_version`` says how it makes its ARQC."""
 
     token_id: str
     scheme: str
@@ -95,6 +99,8 @@ class TokenRow:
     status: TokenStatus
     next_atc: int
     created_at: datetime
+    kind: TokenKind = "token"
+    cryptogram_version: str | None = None  # cards only: '18', '22', '16', '17', '20', '21'
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ class Store(Protocol):
 
 # --- SQLite --------------------------------------------------------------------------------
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE credentials (
     digest      BLOB PRIMARY KEY,
     role        TEXT NOT NULL CHECK (role IN ('admin', 'acquirer', 'device')),
@@ -329,6 +335,16 @@ CREATE TABLE audit (
 );
 """
 
+_SCHEMA_2 = """
+ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'token'
+    CHECK (kind IN ('token', 'card'));
+ALTER TABLE tokens ADD COLUMN cryptogram_version TEXT
+    CHECK (cryptogram_version IS NULL OR kind = 'card');
+"""
+
+_MIGRATIONS = (_SCHEMA_1, _SCHEMA_2)
+"""The schema of version n is _MIGRATIONS[:n], run in order (version 2: plastic cards)."""
+
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
@@ -394,7 +410,7 @@ class _SqliteTransaction:
     # tokens
     def add_token(self, row: TokenRow) -> None:
         self._db.execute(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.token_id,
                 row.scheme,
@@ -407,6 +423,8 @@ class _SqliteTransaction:
                 row.status,
                 row.next_atc,
                 row.created_at.isoformat(),
+                row.kind,
+                row.cryptogram_version,
             ),
         )
 
@@ -426,6 +444,8 @@ class _SqliteTransaction:
             r["status"],
             r["next_atc"],
             _at(r["created_at"]),
+            r["kind"],
+            r["cryptogram_version"],
         )
 
     def token(self, token_id: str) -> TokenRow | None:
@@ -640,7 +660,7 @@ class _SqliteTransaction:
 
 
 class SqliteStore:
-    """:class:`Store` in one SQLite file: WAL journal, foreign keys, schema version 1.
+    """:class:`Store` in one SQLite file: WAL journal, foreign keys, schema version 2.
 
     One connection shared by every thread under a lock (SQLite writes one
     transaction at a time anyway); ``busy_timeout`` lets several processes share
@@ -657,18 +677,19 @@ class SqliteStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Create the schema in an empty file; refuse a file of another schema version."""
+        """Bring an empty file or an older schema to :data:`SCHEMA_VERSION`, in one
+        transaction; refuse a file of a newer or unknown schema version."""
         with self.transaction(write=True):
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            if not 0 <= version <= SCHEMA_VERSION:
                 raise StoreError(
                     f"database schema version {version}, this server knows {SCHEMA_VERSION}"
                 )
+            for script in _MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[StoreTransaction]:

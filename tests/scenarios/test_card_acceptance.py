@@ -10,6 +10,8 @@ the way a terminal does it, and checked independently with emv.crypto.
   normal transaction afterwards.
 * Power off after any command: the ATC on disk counts the cryptograms made, never
   reused, the wallet opens and its log verifies, and the next tap works.
+* A plastic card whose issuer's IMK-AC the token server imported is approved online by
+  its issuer host, with the ARPC of its cryptogram version.
 
 Every test runs over every shipped profile (hce.card.shipped_profiles()).
 """
@@ -47,7 +49,8 @@ from hce.card.personalise import for_token, personalise_certified
 from hce.hsm.interface import CommonSession, IccMaster, KeyKind, KeyPath, MastercardSession
 from hce.hsm.soft import SoftHsm
 from hce.server import Principal, ServerConfig, SqliteStore, TokenService
-from hce.server.service import CA_KEY, IMK_AC
+from hce.server.authorisation import CSU_APPROVED
+from hce.server.service import CA_KEY, IMK_AC, KeyImport
 from hce.wallet import Wallet, WalletFile, first_bad_entry
 
 NOW = datetime(2026, 3, 15, 12, 30, tzinfo=UTC)
@@ -611,3 +614,49 @@ def test_hce_power_off_after_any_command(
     assert int.from_bytes(tap.objects[0x9F36], "big") == made + 1
     answer = server.service.authorise(tap.icc_data(), actor=server.acquirer)
     assert answer.decision == "approved", answer
+
+
+# --- e. plastic: approved online by the token server's issuer host --------------------------
+
+
+def _issuer_host(directory: Path, imk: bytes) -> Server:
+    """A token server whose IMK-AC is the card issuer's (imported, KCV checked)."""
+    hsm = SoftHsm.create(directory / "keys", MASTER_KEY)
+    store = SqliteStore(directory / "store.sqlite")
+    service = TokenService(hsm, store, lambda: NOW, ServerConfig(ca_bits=1024, issuer_bits=1024))
+    summary = service.initialise(imk_ac=KeyImport(imk, des.kcv(imk)))
+    assert summary.admin_credential is not None and IMK_AC in summary.created
+    admin = service.authenticate(summary.admin_credential)
+    acquirer = service.authenticate(service.create_credential("acquirer", "pos", actor=admin))
+    return Server(service, hsm, admin, acquirer)
+
+
+@pytest.mark.parametrize("profile", PLASTIC, ids=_ids(PLASTIC))
+def test_plastic_card_is_approved_online_by_the_issuer_host(
+    profile: CardProfile, tmp_path: Path
+) -> None:
+    card = plastic_card(profile)
+    host = _issuer_host(tmp_path, card.issuer.imk(profile.keys["imk_ac"]))
+    version = profile.applications[0].cryptogram_version
+    host.service.enrol_card(
+        profile.pan,
+        profile.expiry.hex()[:4],
+        profile.psn.hex(),
+        profile.brand,
+        version,
+        actor=host.admin,
+    )
+    tap = Terminal(card.image_card(MemoryCounterStore())).tap()
+    assert tap.objects[0x9F27] == bytes((CryptogramType.ARQC,))
+    answer = host.service.authorise(tap.icc_data(), actor=host.acquirer)
+    assert (answer.decision, answer.reason, answer.arc) == ("approved", "approved", b"00")
+    arqc = tap.objects[0x9F26]
+    session_key, _, _ = _issuer_session(version, card.mk_ac, tap.data, tap.objects[0x9F10])
+    if profile.brand == "visa":  # method 2 under the session key (pyemv VisaCVN18/22)
+        assert answer.csu == CSU_APPROVED
+        assert answer.arpc == ac.generate_arpc_2(session_key, arqc, CSU_APPROVED)
+    else:  # method 1 under the ICC MK (CVN 16/17) or the session key (CVN 20/21)
+        key = card.mk_ac if version in ("16", "17") else session_key
+        assert answer.arpc == ac.generate_arpc_1(key, arqc, answer.arc)
+    again = host.service.authorise(tap.icc_data(), actor=host.acquirer)
+    assert (again.reason, again.arpc) == ("replay", None)

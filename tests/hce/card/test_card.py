@@ -183,3 +183,11 @@ def test_an_hsm_held_issuer_key_signs_the_icc_certificate(tmp_path: Path, plasti
         today=date(2026, 1, 1),
     )
     assert app.icc_key is not None and recovered.public_key == app.icc_key.public_key
+
+
+def test_a_soft_issuer_can_be_given_its_issuer_master_keys() -> None:
+    from hce.card import SoftIssuer  # noqa: PLC0415
+
+    imk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    assert SoftIssuer({"issuer": imk}).imk("issuer") == imk
+    assert SoftIssuer().imk("issuer") != imk

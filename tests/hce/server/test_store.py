@@ -29,7 +29,7 @@ def _approval(authorisation_id: str, decision: str = "approved") -> Authorisatio
 def test_schema_version_wal_and_foreign_keys(tmp_path):
     SqliteStore(tmp_path / "s.db").close()
     db = sqlite3.connect(tmp_path / "s.db")
-    assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    assert db.execute("PRAGMA user_version").fetchone() == (2,)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     db.execute("PRAGMA user_version = 9")
     db.commit()
