@@ -301,6 +301,49 @@ class UnsignedCertificate:
         return PublicKeyCertificate(signature, self.remainder, self.exponent)
 
 
+@dataclass(frozen=True)
+class _CertificateLayout:
+    """What differs between the issuer (Table 6) and ICC (Table 14) certificates."""
+
+    step: str
+    format_code: int
+    key_name: str
+    signer_name: str
+    overhead: int  # certificate bytes that are not the key field: N - overhead holds the key
+
+
+def _unsigned_certificate(
+    layout: _CertificateLayout,
+    *,
+    identifier: bytes,
+    expiry: str,
+    serial_number: bytes,
+    key: RsaPublicKey,
+    signer_size: int,
+    hashed_after: bytes,
+) -> UnsignedCertificate:
+    """The fields shared by Tables 6 and 14 (format, identifier, expiry, serial, hash and
+    key algorithms, key and exponent lengths, key field), hashed with the remainder,
+    the exponent and ``hashed_after`` (the ICC certificate's static data)."""
+    step = layout.step
+    if len(serial_number) != 3:
+        raise OdaError(f"{step}: serial number {len(serial_number)} bytes, expected 3")
+    if key.size > signer_size:
+        raise OdaError(f"{step}: {layout.key_name} key is longer than the {layout.signer_name} key")
+    exponent = key.exponent_bytes
+    field, remainder = _split_public_key(key, signer_size - layout.overhead)
+    data = (
+        bytes([layout.format_code])
+        + identifier
+        + _expiry_bytes(step, expiry)
+        + serial_number
+        + bytes([HASH_SHA1, PK_RSA, key.size, len(exponent)])
+        + field
+    )
+    message = _recoverable_message(data, remainder + exponent + hashed_after)
+    return UnsignedCertificate(message, remainder, exponent)
+
+
 def issuer_certificate_message(
     ca_size: int,
     issuer_key: RsaPublicKey,
@@ -319,22 +362,15 @@ def issuer_certificate_message(
     step = "issuer certificate"
     if not re.fullmatch(r"\d{3,8}", issuer_identifier):
         raise OdaError(f"{step}: issuer identifier {issuer_identifier!r}, expected 3-8 digits")
-    if len(serial_number) != 3:
-        raise OdaError(f"{step}: serial number {len(serial_number)} bytes, expected 3")
-    if issuer_key.size > ca_size:
-        raise OdaError(f"{step}: issuer key is longer than the CA key")
-    exponent = issuer_key.exponent_bytes
-    field, remainder = _split_public_key(issuer_key, ca_size - 36)
-    data = (
-        bytes([FORMAT_ISSUER_CERTIFICATE])
-        + _pad_f(issuer_identifier, 4)
-        + _expiry_bytes(step, expiry)
-        + serial_number
-        + bytes([HASH_SHA1, PK_RSA, issuer_key.size, len(exponent)])
-        + field
+    return _unsigned_certificate(
+        _CertificateLayout(step, FORMAT_ISSUER_CERTIFICATE, "issuer", "CA", 36),
+        identifier=_pad_f(issuer_identifier, 4),
+        expiry=expiry,
+        serial_number=serial_number,
+        key=issuer_key,
+        signer_size=ca_size,
+        hashed_after=b"",
     )
-    message = _recoverable_message(data, remainder + exponent)
-    return UnsignedCertificate(message, remainder, exponent)
 
 
 def build_issuer_certificate(
@@ -400,22 +436,15 @@ def icc_certificate_message(
     """
     step = "ICC certificate"
     _check_pan(step, pan)
-    if len(serial_number) != 3:
-        raise OdaError(f"{step}: serial number {len(serial_number)} bytes, expected 3")
-    if icc_key.size > issuer_size:
-        raise OdaError(f"{step}: ICC key is longer than the issuer key")
-    exponent = icc_key.exponent_bytes
-    field, remainder = _split_public_key(icc_key, issuer_size - 42)
-    data = (
-        bytes([FORMAT_ICC_CERTIFICATE])
-        + _pad_f(pan, 10)
-        + _expiry_bytes(step, expiry)
-        + serial_number
-        + bytes([HASH_SHA1, PK_RSA, icc_key.size, len(exponent)])
-        + field
+    return _unsigned_certificate(
+        _CertificateLayout(step, FORMAT_ICC_CERTIFICATE, "ICC", "issuer", 42),
+        identifier=_pad_f(pan, 10),
+        expiry=expiry,
+        serial_number=serial_number,
+        key=icc_key,
+        signer_size=issuer_size,
+        hashed_after=static_data,
     )
-    message = _recoverable_message(data, remainder + exponent + static_data)
-    return UnsignedCertificate(message, remainder, exponent)
 
 
 def build_icc_certificate(
