@@ -193,7 +193,7 @@ def _pad_f(digits: str, length: int) -> bytes:
 
 def _check_pan(step: str, pan: str) -> None:
     if not re.fullmatch(r"\d{8,19}", pan):
-        raise OdaError(f"{step}: PAN {pan!r}, expected 8 to 19 digits")
+        raise OdaError(f"{step}: the PAN must be 8 to 19 digits")
 
 
 def _expiry_bytes(step: str, expiry: str) -> bytes:
@@ -501,7 +501,7 @@ def recover_icc_public_key(
     )
     certified_pan = _digits(step, "application PAN", header[1:11])
     if certified_pan != pan:
-        raise OdaError(f"{step}: application PAN {certified_pan} does not match the PAN {pan}")
+        raise OdaError(f"{step}: application PAN in the certificate does not match the card's PAN")
     expiry = _check_expiry(step, header[11:13], today)
     return IccPublicKeyCertificate(pan, expiry, header[13:16], header[16], header[17], key)
 
