@@ -44,11 +44,11 @@ def icc_mk_derivation_data(pan: str, psn: bytes = b"\x00", option: str = "A") ->
     """Y || (Y xor 'FF'x8) for the ICC master key: Y of Option A (Book 2 A1.4.1, the 16
     rightmost digits of PAN || PSN) or Option B (A1.4.2: PANs over 16 digits,
     decimalised SHA-1; a PAN of at most 16 digits is Option A)."""
+    if option not in ("A", "B"):
+        raise ValueError(f"option must be 'A' or 'B', got {option!r}")
     x = _pan_psn(pan, psn)
     if option == "B" and len(pan) > 16:
         return with_inverse(bytes.fromhex(_decimalise_sha1(x)))
-    if option not in ("A", "B"):
-        raise ValueError(f"option must be 'A' or 'B', got {option!r}")
     return with_inverse(bytes.fromhex(x[-16:].zfill(16)))
 
 
