@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from hce.card import show_profile
-from scenarios.subcommands import Subcommands, command_group
+from scenarios.subcommands import Subcommands, command_group, mask_option
 
 __all__ = ["add_card_commands"]
 
@@ -27,9 +27,7 @@ def add_card_commands(commands: Subcommands) -> None:
         "PPSE answer, then per application its FCI, AIP, AFL and records, decoded.",
     )
     show.add_argument("profile", metavar="PROFILE", help="a shipped profile's name or a file")
-    show.add_argument(
-        "--clear", action="store_true", help="show PANs in clear (they are masked by default)"
-    )
+    mask_option(show)
     show.set_defaults(handler=_show)
 
 

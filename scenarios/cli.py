@@ -29,7 +29,7 @@ from scenarios import selfcheck
 from scenarios.about import version
 from scenarios.card_cli import add_card_commands
 from scenarios.server_cli import ServerSetupError, add_server_commands
-from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, usage
+from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, mask_option, usage
 
 __all__ = ["main"]
 
@@ -78,14 +78,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _mask_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--clear",
-        action="store_true",
-        help="show PANs in clear (they are masked by default)",
-    )
-
-
 # --- tlv -----------------------------------------------------------------------------------
 
 
@@ -102,7 +94,7 @@ def _add_tlv(commands: Subcommands) -> None:
     decode.add_argument(
         "--lenient", action="store_true", help="accept malformed real-world data where possible"
     )
-    _mask_option(decode)
+    mask_option(decode)
     decode.set_defaults(handler=_tlv_decode)
 
 
@@ -140,7 +132,7 @@ def _add_trace(commands: Subcommands) -> None:
         "response data as named TLV trees.",
     )
     show.add_argument("file", type=Path, metavar="FILE", help="trace in emvtap JSON lines")
-    _mask_option(show)
+    mask_option(show)
     show.set_defaults(handler=_trace_show)
     convert = sub.add_parser(
         "convert",
@@ -151,7 +143,7 @@ def _add_trace(commands: Subcommands) -> None:
     convert.add_argument("file", type=Path, metavar="FILE", help="trace in emvtap JSON lines")
     convert.add_argument("--pcapng", type=Path, metavar="OUT", help="write pcapng to OUT")
     convert.add_argument("--text", type=Path, metavar="OUT", help="write the transcript to OUT")
-    _mask_option(convert)
+    mask_option(convert)
     convert.set_defaults(handler=_trace_convert)
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any, TypeAlias
 
-__all__ = ["EXIT_USAGE", "Subcommands", "command_group", "usage"]
+__all__ = ["EXIT_USAGE", "Subcommands", "command_group", "mask_option", "usage"]
 
 EXIT_USAGE = 2
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -17,6 +17,15 @@ def usage(parser: argparse.ArgumentParser) -> int:
     """Print ``parser``'s help to stderr; the exit status for a missing subcommand."""
     parser.print_help(sys.stderr)
     return EXIT_USAGE
+
+
+def mask_option(parser: argparse.ArgumentParser) -> None:
+    """``--clear``: PANs are masked in every printout unless it is given."""
+    parser.add_argument(
+        "--clear",
+        action="store_true",
+        help="show PANs in clear (they are masked by default)",
+    )
 
 
 def command_group(commands: Subcommands, name: str, summary: str, **options: Any) -> Subcommands:
