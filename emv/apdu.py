@@ -50,6 +50,7 @@ __all__ = [
     "get_processing_options",
     "internal_authenticate",
     "read_record",
+    "recover_ac",
     "select",
     "select_ppse",
     "sw_meaning",
@@ -365,6 +366,7 @@ INS_NAMES: Mapping[int, str] = MappingProxyType(
         0x84: "GET CHALLENGE",
         0xCA: "GET DATA",
         0xA8: "GET PROCESSING OPTIONS",
+        0xD0: "RECOVER AC",
         0xC0: "GET RESPONSE",
         0x88: "INTERNAL AUTHENTICATE",
         0x24: "PIN CHANGE/UNBLOCK",
@@ -449,6 +451,17 @@ def generate_ac(
         raise ApduError("cdol_data must not be empty (GENERATE AC carries CDOL-related data)")
     p1 = kind | (_CDA_REQUESTED if cda else 0)
     return CommandApdu(_CLA_EMV, 0xAE, p1, 0x00, bytes(cdol_data), MAX_SHORT_NE)
+
+
+def recover_ac(drdol_data: bytes) -> CommandApdu:
+    """RECOVER AC (EMV Contactless Book C-2, its C-APDU list; torn transaction recovery): ``80 D0 00 00 Lc drdol-data 00``.
+
+    The card answers with the response of the GENERATE AC that was torn, if the DRDOL
+    related data (DRDOL 9F51) matches that transaction's.
+    """
+    if not drdol_data:
+        raise ApduError("drdol_data must not be empty (RECOVER AC carries DRDOL-related data)")
+    return CommandApdu(_CLA_EMV, 0xD0, 0x00, 0x00, bytes(drdol_data), MAX_SHORT_NE)
 
 
 def get_data(tag: int) -> CommandApdu:
