@@ -454,7 +454,7 @@ def generate_ac(
 
 
 def recover_ac(drdol_data: bytes) -> CommandApdu:
-    """RECOVER AC (EMV Contactless Book C-2, its C-APDU list; torn transaction recovery): ``80 D0 00 00 Lc drdol-data 00``.
+    """RECOVER AC (EMV Contactless Book C-2, torn transaction recovery): ``80 D0 00 00 Lc data 00``.
 
     The card answers with the response of the GENERATE AC that was torn, if the DRDOL
     related data (DRDOL 9F51) matches that transaction's.

@@ -31,7 +31,7 @@ class Candidate:
 
 @dataclass
 class Attempt:
-    """One kernel activation (a candidate tried, or a new tap): what was selected and how it ended."""
+    """One kernel activation (a candidate, or a new tap): what was selected, how it ended."""
 
     aid: bytes | None
     kernel: KernelResult | None
