@@ -8,7 +8,8 @@ An M/Chip transaction (Book C-2 §3, EMV 4.4 Book 3 §10) runs:
   CDA, the certificates; for mag-stripe mode the UDOL (9F69) and track data;
 * GENERATE AC with the CDOL1 data, or in mag-stripe mode COMPUTE CRYPTOGRAPHIC
   CHECKSUM with the UDOL data; after an ARQC, a second GENERATE AC with the
-  CDOL2 data. Any other order is '6985'.
+  CDOL2 data; or, on a card with a DRDOL, RECOVER AC in place of the first
+  GENERATE AC (below). Any other order is '6985'.
 
 The card's decision (card action analysis, Book 3 §10.8) never upgrades what the
 terminal asks for (AAC < ARQC < TC): an AAC stays an AAC; a TC is granted only by
@@ -35,6 +36,23 @@ The ATC advances once per transaction, at its first cryptogram (first GENERATE A
 or COMPUTE CRYPTOGRAPHIC CHECKSUM), and is persisted before the answer; the
 second GENERATE AC belongs to the same transaction, ATC and key.
 
+Torn transaction recovery (Book C-2 RECOVER AC, as M/Chip Advance cards do it): a
+card whose image has a DRDOL (9F51) remembers, before it answers each first
+GENERATE AC, that command's DRDOL related data (the DRDOL filled from the CDOL1
+data) and the response data it returns; nothing else, never a key. The memory
+belongs to the applet, not to the transaction: power-off and SELECT keep it, the
+next answered first GENERATE AC replaces it (a new :class:`hce.card.card.Card`
+starts without one). A terminal that lost the answer (the card left the field)
+taps again and sends RECOVER AC (``80 D0 00 00``) with the DRDOL related data of
+the torn transaction, after GET PROCESSING OPTIONS and before any GENERATE AC:
+when it matches, the card answers the remembered response data unchanged (the same
+AC or CDA signature, the same ATC: the counter does not move, the cryptogram was
+counted when it was made) and the transaction is over, so a second GENERATE AC is
+'6985' (Kernel 2 never sends one, and a phone's single-use key of that ATC is
+spent); other data of the DRDOL's length is '6A88', another length '6700', P1 P2
+other than '0000' '6A86', the wrong moment '6985'. A card without a DRDOL does not
+know the command ('6D00').
+
 Mag-stripe mode (Book C-2 §5.5, M/Stripe): COMPUTE CRYPTOGRAPHIC CHECKSUM answers
 CVC3 Track 2 (9F61), CVC3 Track 1 (9F60, when the card has Track 1 Data 56) and the
 ATC, the CVC3 computed from the plastic card's MK-CVC3 over the track data (9F6B,
@@ -58,6 +76,7 @@ from emv.tlv import Tlv
 from hce.card.applet import (
     CLA_EMV,
     SW_CONDITIONS_NOT_SATISFIED,
+    SW_DATA_NOT_FOUND,
     SW_WRONG_P1P2,
     Applet,
     Handler,
@@ -146,6 +165,15 @@ class _FirstAc:
     grant: SukGrant | None
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """What RECOVER AC may give back: the DRDOL related data of a first GENERATE AC
+    and the response data the card returned to it (no key, no transaction state)."""
+
+    drdol_data: bytes
+    response: bytes
+
+
 class MastercardApplet(Applet):
     """One Mastercard M/Chip application (see the module docstring)."""
 
@@ -164,6 +192,11 @@ class MastercardApplet(Applet):
             else None
         )
         """The keys of mag-stripe mode: a plastic card with MK-CVC3 and Track 2 Data."""
+        drdol = image.data.get(0x9F51)
+        self.drdol = None if drdol is None else dol.parse_dol(drdol)
+        """The DRDOL (9F51): with one, the card answers RECOVER AC."""
+        self.answered: _Answered | None = None
+        """The last answered first GENERATE AC, for RECOVER AC; kept across taps."""
         self.pdol_data = b""
         """The PDOL data of GET PROCESSING OPTIONS (the CDA hash covers it)."""
         self.first: _FirstAc | None = None
@@ -185,6 +218,8 @@ class MastercardApplet(Applet):
         }
         if self.magstripe_keys is not None:
             handlers[0x2A] = Handler(CLA_EMV, self.compute_cryptographic_checksum)
+        if self.drdol is not None:
+            handlers[0xD0] = Handler(CLA_EMV, self.recover_ac)
         return handlers
 
     # --- GET PROCESSING OPTIONS ---------------------------------------------------------------
@@ -231,7 +266,15 @@ class MastercardApplet(Applet):
         iad, cryptogram = self._cryptogram(data, grant, cvr)
         self.first = first if kind == CryptogramType.ARQC else None
         self.done = kind != CryptogramType.ARQC
-        return self._response(kind, data, iad, cryptogram, cda=cda, cdol1_data=cdol1_data)
+        answer = self._response(kind, data, iad, cryptogram, cda=cda, cdol1_data=cdol1_data)
+        self._remember(values, answer)
+        return answer
+
+    def _remember(self, cdol1_values: Mapping[int, bytes], answer: bytes) -> None:
+        """Keep the DRDOL related data of this first GENERATE AC (its CDOL1 values
+        fitted to the DRDOL, Book 3 §5.4) and its answer, for RECOVER AC."""
+        if self.drdol is not None:
+            self.answered = _Answered(dol.build_dol_data(self.drdol, cdol1_values), answer)
 
     def _second_ac(
         self, requested: CryptogramType, cda_requested: bool, cdol2_data: bytes, first: _FirstAc
@@ -356,6 +399,26 @@ class MastercardApplet(Applet):
             unpredictable_number=data.unpredictable_number,
         )
         return Tlv.template(0x77, cid, atc, Tlv.primitive(0x9F4B, sdad), issuer_data).to_bytes()
+
+    # --- RECOVER AC ---------------------------------------------------------------------------
+
+    def recover_ac(self, command: CommandApdu) -> bytes:
+        """RECOVER AC (Book C-2, torn transaction recovery; P1 P2 '0000', the DRDOL
+        related data): the remembered answer of the first GENERATE AC whose DRDOL
+        related data this is, ending the transaction; '6985' before GET PROCESSING
+        OPTIONS or once a cryptogram was given, '6700' when the data is not as long as
+        the DRDOL, '6A88' when it is not the remembered one."""
+        require(command.p1 == 0 and command.p2 == 0, SW_WRONG_P1P2)
+        require(
+            self.processing and self.first is None and not self.done, SW_CONDITIONS_NOT_SATISFIED
+        )
+        assert self.drdol is not None  # handlers()
+        dol_values(self.drdol, command.data)
+        answered = self.answered
+        if answered is None or command.data != answered.drdol_data:
+            raise StatusError(SW_DATA_NOT_FOUND)
+        self.done = True
+        return answered.response
 
     # --- mag-stripe mode ----------------------------------------------------------------------
 

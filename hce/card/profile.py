@@ -71,13 +71,16 @@ class BrandRules:
 
     ``cryptogram_versions`` maps each version the applet computes to the key mode
     it needs; ``required`` names application fields that must be present;
-    ``plastic_keys`` the key roles a plastic card needs besides the ODA keys.
+    ``plastic_keys`` the key roles a plastic card needs besides the ODA keys;
+    ``data_dols`` the tags of the ``data`` objects that are DOLs in this brand
+    (checked as the PDOL and CDOLs are: Book 3 §5.4).
     """
 
     cryptogram_versions: Mapping[str, KeyMode]
     oda_methods: frozenset[str]
     required: frozenset[str]
     plastic_keys: frozenset[str]
+    data_dols: frozenset[int] = frozenset()
 
 
 BRANDS: Mapping[str, BrandRules] = MappingProxyType(
@@ -90,7 +93,8 @@ BRANDS: Mapping[str, BrandRules] = MappingProxyType(
             plastic_keys=frozenset({"imk_ac"}),
         ),
         # Mastercard M/Chip (Book C-2): CVN 16 / 17 (M/Chip session key), 20 / 21 (common
-        # session key) on plastic, CBP-M 'C2' in HCE; CDA; imk_cvc3 adds mag-stripe mode.
+        # session key) on plastic, CBP-M 'C2' in HCE; CDA; imk_cvc3 adds mag-stripe mode;
+        # the DRDOL (9F51, RECOVER AC) and the UDOL (9F69, mag-stripe) are DOLs.
         "mastercard": BrandRules(
             cryptogram_versions=MappingProxyType(
                 {"16": "plastic", "17": "plastic", "20": "plastic", "21": "plastic", "C2": "hce"}
@@ -98,6 +102,7 @@ BRANDS: Mapping[str, BrandRules] = MappingProxyType(
             oda_methods=frozenset({"none", "cda"}),
             required=frozenset({"cdol1", "cdol2"}),
             plastic_keys=frozenset({"imk_ac"}),
+            data_dols=frozenset({0x9F51, 0x9F69}),
         ),
     }
 )
@@ -391,6 +396,7 @@ class _Reader:
         )
         oda = self.oda(at("oda"), app.get("oda", {"method": "none"}), rules)
         data = self.extra_data(at("data"), app.get("data", {}))
+        self.check_data_dols(at("data"), data, rules)
         records = self.records(at("records"), self.require(where, app, "records"))
         afl = _build_afl(records, lambda i, problem: self.fail(at(f"records[{i}]"), problem))
         if app.get("afl") is not None and self.hexbytes(at("afl"), app["afl"], 4, 252) != afl:
@@ -483,6 +489,14 @@ class _Reader:
                 raise self.fail(at, "is built from the profile's own fields; set those instead")
             data[tag] = self.hexbytes(at, raw, 0, 252)
         return MappingProxyType(data)
+
+    def check_data_dols(self, where: str, data: Mapping[int, bytes], rules: BrandRules) -> None:
+        """The ``data`` objects the brand reads as DOLs parse as DOLs (Book 3 §5.4)."""
+        for tag in sorted(rules.data_dols & set(data)):
+            try:
+                dol.parse_dol(data[tag])
+            except dol.DolError as err:
+                raise self.fail(_join(where, tlv.tag_hex(tag)), err.problem) from None
 
     def records(self, where: str, value: Any) -> tuple[Record, ...]:
         if not isinstance(value, list) or not value:

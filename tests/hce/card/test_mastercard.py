@@ -1,8 +1,8 @@
 """Scripted M/Chip conversations with the Mastercard applet (Book C-2): PPSE, SELECT, GPO,
-READ RECORD, GENERATE AC (first and second) and COMPUTE CRYPTOGRAPHIC CHECKSUM checked
-field by field; the cryptograms and CVC3s recomputed with ``emv.crypto`` from the
-issuer's keys, CDA verified from the CA key down, the card's decisions, the ATC, every
-status word, state reset."""
+READ RECORD, GENERATE AC (first and second), RECOVER AC of a torn GENERATE AC and COMPUTE
+CRYPTOGRAPHIC CHECKSUM checked field by field; the cryptograms and CVC3s recomputed with
+``emv.crypto`` from the issuer's keys, CDA verified from the CA key down, the card's
+decisions, the ATC, every status word, state reset."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ import pytest
 from emv import apdu, dol, tlv
 from emv.apdu import CryptogramType
 from emv.crypto import ac, cbp, cvc3, kd, oda
-from hce.card import CardProfile, FileCounterStore, SoftIssuer
+from hce.card import Card, CardProfile, FileCounterStore, ProfileError, SoftIssuer
 from hce.card.mastercard import Velocity, mchip_cvr
+from hce.card.profile import parse_profile
 
 MASTERCARD = bytes.fromhex("A0000000041010")
 TODAY = date(2026, 3, 15)
 UN = bytes.fromhex("1A2B3C4D")
 UN2 = bytes.fromhex("55667788")
+DRDOL = bytes.fromhex("9F37049F02065F2A029A03")  # UN, amount, currency, date
 AAC, TC, ARQC = CryptogramType.AAC, CryptogramType.TC, CryptogramType.ARQC
 CLEAR_TAGS = [0x9F27, 0x9F36, 0x9F26, 0x9F10]
 CDA_TAGS = [0x9F27, 0x9F36, 0x9F4B, 0x9F10]
@@ -54,10 +56,14 @@ class Tap:
     cdol2_data: bytes = b""
 
     def first_ac(self, kind: CryptogramType, amount: int = 1500, *, cda: bool = False) -> dict:
+        return answer(self.send_first_ac(kind, amount, cda=cda))
+
+    def send_first_ac(
+        self, kind: CryptogramType, amount: int = 1500, *, cda: bool = False, un: bytes = UN
+    ) -> apdu.ResponseApdu:
         cdol1 = tlv.index(self.records_data())[0x8C]
-        values = {**TERMINAL, 0x9F02: bytes.fromhex(f"{amount:012d}")}
-        self.cdol1_data = dol.build_dol_data(dol.parse_dol(cdol1), values)
-        return answer(self.reader.send(apdu.generate_ac(kind, self.cdol1_data, cda=cda)))
+        self.cdol1_data = dol.build_dol_data(dol.parse_dol(cdol1), terminal(amount, un))
+        return self.reader.send(apdu.generate_ac(kind, self.cdol1_data, cda=cda))
 
     def second_ac(
         self, kind: CryptogramType, arc: bytes = b"00", *, cda: bool = False, un: bytes = UN
@@ -72,6 +78,17 @@ class Tap:
 
     def records_data(self) -> list[tlv.Tlv]:
         return [obj for _, record, _ in self.records() for obj in tlv.decode(record)[0].children]
+
+
+def terminal(amount: int, un: bytes = UN) -> dict[int, bytes]:
+    """The values this test's terminal has for the DOLs of one transaction."""
+    return {**TERMINAL, 0x9F02: bytes.fromhex(f"{amount:012d}"), 0x9F37: un}
+
+
+def drdol_data(amount: int = 1500, un: bytes = UN) -> bytes:
+    """The DRDOL related data of a first GENERATE AC with this amount and UN (the
+    shipped Mastercard profiles' DRDOL, as their records give it)."""
+    return dol.build_dol_data(dol.parse_dol(DRDOL), terminal(amount, un))
 
 
 def answer(response: apdu.ResponseApdu) -> dict[int, bytes]:
@@ -200,6 +217,9 @@ def test_ppse_select_gpo_and_records_field_by_field(mc, mc_plastic_profile) -> N
     data = tlv.index(tap.records_data())
     assert data[0x8C] == app.cdol1 and data[0x8D] == app.cdol2
     assert data[0x8E] == app.cvm_list and data[0x9F69] == bytes.fromhex("9F6A04")
+    (signed,) = [record for _, record, is_signed in tap.records() if is_signed]
+    signed_data = tlv.index(tlv.decode(signed)[0].children)
+    assert signed_data[0x9F51] == DRDOL and 0x8C in signed_data  # the DRDOL, by the CDOLs
     assert data[0x9F6B].hex().upper().startswith("5413330089020011D2912201")
     assert {0x56, 0x57, 0x5A, 0x90, 0x9F46, 0x9F32, 0x9F47} <= set(data)
 
@@ -376,6 +396,157 @@ def test_the_atc_advances_by_one_per_transaction_and_is_persisted(
     assert reopened.send(apdu.get_data(0x9F36)).data == bytes.fromhex("9F36020003")
 
 
+# --- RECOVER AC: a torn GENERATE AC recovered ----------------------------------------------------
+
+
+def tear(
+    card: Card, connect: Any, kind: CryptogramType = ARQC, amount: int = 1500, *, un: bytes = UN
+) -> tuple[Tap, bytes]:
+    """A first GENERATE AC (CDA asked) whose answer the terminal never got: the card left
+    the field with it. Returns the transaction as the terminal kept it (its torn record)
+    and the lost response data, for the test to compare with."""
+    tap = start(connect(card))
+    assert tlv.index(tap.records_data())[0x9F51] == DRDOL
+    lost = tap.send_first_ac(kind, amount, cda=True, un=un)
+    assert lost.sw == 0x9000
+    card.power_off()
+    return tap, lost.data
+
+
+def test_recover_ac_answers_the_torn_generate_ac(
+    make_mc, connect, issuer, mc_plastic_profile, counter_file
+) -> None:
+    card = make_mc()
+    torn, lost = tear(card, connect)
+    again = start(connect(card))  # power on, PPSE, SELECT, GPO
+    recovered = again.reader.send(apdu.recover_ac(drdol_data()))
+    assert recovered.sw == 0x9000 and recovered.data == lost
+    response = answer(recovered)
+    assert list(response) == CDA_TAGS and response[0x9F36] == b"\x00\x01"
+    # The ATC did not move: the cryptogram was counted when it was made.
+    assert again.reader.send(apdu.get_data(0x9F36)).data == bytes.fromhex("9F36020001")
+    assert FileCounterStore(counter_file).load().atc == 1
+    # The SDAD still verifies over the torn transaction's PDOL and CDOL1 data.
+    key = icc_public_key(issuer, mc_plastic_profile, again)
+    cda = verify_cda(key, torn, response)
+    data = table26(torn, response, 1500)
+    assert cda.application_cryptogram == issuer_ac(
+        issuer, mc_plastic_profile, data, response[0x9F10]
+    )
+    # The recovery ends the transaction; the next tap may recover it again, then moves on.
+    assert again.reader.sw(apdu.generate_ac(ARQC, torn.cdol1_data)) == 0x6985
+    assert again.reader.sw(apdu.recover_ac(drdol_data())) == 0x6985
+    card.power_off()
+    once_more = start(connect(card))
+    assert once_more.reader.send(apdu.recover_ac(drdol_data())).data == lost
+    assert start(connect(card)).first_ac(ARQC)[0x9F36] == b"\x00\x02"
+
+
+@pytest.mark.parametrize("case", [(TC, 100, 0x40), (AAC, 1500, 0x00)])
+def test_recover_ac_of_an_offline_decision_leaves_the_counters(
+    make_mc, connect, counter_file, case
+) -> None:
+    kind, amount, cid = case  # asked for, the amount, what the card returned
+    card = make_mc()
+    lost = tear(card, connect, kind, amount)[1]
+    before = FileCounterStore(counter_file).load()
+    reader = start(connect(card)).reader
+    recovered = reader.send(apdu.recover_ac(drdol_data(amount)))
+    assert recovered.data == lost and answer(recovered)[0x9F27] == bytes((cid,))
+    assert FileCounterStore(counter_file).load() == before
+
+
+def test_recover_ac_needs_the_torn_transactions_drdol_data(make_mc, connect) -> None:
+    card = make_mc()
+    lost = tear(card, connect, amount=1500)[1]
+    reader = start(connect(card)).reader
+    assert reader.sw(apdu.recover_ac(drdol_data(amount=1501))) == 0x6A88
+    assert reader.sw(apdu.recover_ac(drdol_data(un=UN2))) == 0x6A88
+    assert reader.sw(apdu.recover_ac(drdol_data() + b"\x00")) == 0x6700  # not the DRDOL's
+    assert reader.sw(apdu.recover_ac(drdol_data()[:-1])) == 0x6700
+    assert reader.sw(apdu.generate_ac(ARQC, bytes(42))) == 0x6700  # a refused GENERATE AC...
+    assert reader.send(apdu.recover_ac(drdol_data())).data == lost  # ...forgets nothing
+
+
+def test_recover_ac_with_nothing_torn_and_the_transaction_goes_on(mc) -> None:
+    tap = start(mc)
+    assert mc.sw(apdu.recover_ac(drdol_data())) == 0x6A88
+    assert tap.first_ac(ARQC)[0x9F36] == b"\x00\x01"
+
+
+def test_recover_ac_out_of_turn(make_mc, connect) -> None:
+    card = make_mc()
+    tear(card, connect)
+    command = apdu.recover_ac(drdol_data())
+    reader = connect(card)
+    assert reader.sw(command) == 0x6985  # nothing selected
+    reader.send(apdu.select_ppse())
+    assert reader.sw(command) == 0x6985  # the PPSE
+    reader.select(MASTERCARD)
+    assert reader.sw(command) == 0x6985  # before GET PROCESSING OPTIONS
+    tap = start(reader)
+    tap.first_ac(ARQC)
+    assert reader.sw(command) == 0x6985  # after a GENERATE AC of this transaction
+    tap.second_ac(TC)
+    assert reader.sw(command) == 0x6985  # and after the second
+    magstripe = start(connect(card))
+    udol_data = bytes.fromhex("00004321")
+    assert magstripe.reader.sw(apdu.compute_cryptographic_checksum(udol_data)) == 0x9000
+    assert magstripe.reader.sw(command) == 0x6985  # after a mag-stripe cryptogram
+
+
+def test_the_next_first_generate_ac_replaces_what_is_remembered(make_mc, connect) -> None:
+    card = make_mc()
+    tear(card, connect, amount=1500)
+    second_lost = tear(card, connect, amount=2500, un=UN2)[1]
+    reader = start(connect(card)).reader
+    assert reader.sw(apdu.recover_ac(drdol_data(1500))) == 0x6A88
+    assert reader.send(apdu.recover_ac(drdol_data(2500, UN2))).data == second_lost
+
+
+def test_a_card_without_a_drdol_does_not_know_recover_ac(
+    make_mc, connect, mc_plastic_profile
+) -> None:
+    app = mc_plastic_profile.applications[0]
+    card = make_mc(
+        data={tag: value for tag, value in app.data.items() if tag != 0x9F51},
+        records=tuple(
+            dataclasses.replace(r, tags=tuple(t for t in r.tags if t != 0x9F51))
+            for r in app.records
+        ),
+    )
+    tap = start(connect(card))
+    assert 0x9F51 not in tlv.index(tap.records_data())
+    tap.send_first_ac(ARQC)
+    card.power_off()
+    reader = start(connect(card)).reader
+    assert reader.sw(apdu.recover_ac(drdol_data())) == 0x6D00
+
+
+def test_hce_recover_ac_spends_no_key(make_mc_hce, connect, suk_wallet, issuer, mc_hce_mk) -> None:
+    card = make_mc_hce()
+    torn, lost = tear(card, connect)
+    assert suk_wallet.atc == 1
+    again = start(connect(card))
+    recovered = again.reader.send(apdu.recover_ac(drdol_data()))
+    assert recovered.data == lost and suk_wallet.atc == 1
+    response = answer(recovered)
+    cda = verify_cda(icc_public_key(issuer, card.image.profile, again), torn, response)
+    iad = cbp.CbpMIad.from_bytes(response[0x9F10])
+    suk = cbp.derive_suk(mc_hce_mk, b"\x00\x01")
+    assert cda.application_cryptogram == cbp.cbp_m_arqc(suk, table26(torn, response, 1500), iad)
+    assert start(connect(card)).first_ac(ARQC)[0x9F36] == b"\x00\x02"
+
+
+def test_a_drdol_that_is_not_a_dol_is_a_profile_error(mc_plastic_profile) -> None:
+    text = mc_plastic_profile.path.read_text(encoding="utf-8")
+    broken = text.replace('"9F51": "9F37049F02065F2A029A03"', '"9F51": "9F37049F"')
+    assert broken != text
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(broken, mc_plastic_profile.path)
+    assert caught.value.field == "applications[0].data.9F51"
+
+
 # --- mag-stripe mode -----------------------------------------------------------------------------
 
 
@@ -483,6 +654,12 @@ def test_hce_keys_low_then_exhausted(make_mc_hce, connect, suk_wallet) -> None:
         ("00B2012C00", 0x6A82),  # READ RECORD SFI 5
         ("00B2030C00", 0x6A83),  # READ RECORD SFI 1 record 3
         ("0084000008", 0x6D00),  # GET CHALLENGE
+        ("80D001000F" + "00" * 15 + "00", 0x6A86),  # RECOVER AC P1 01
+        ("80D000800F" + "00" * 15 + "00", 0x6A86),  # RECOVER AC P2 80
+        ("00D000000F" + "00" * 15 + "00", 0x6E00),  # RECOVER AC in the ISO class
+        ("80D000000F" + "00" * 15 + "00", 0x6A88),  # nothing to recover
+        ("80D000000E" + "00" * 14 + "00", 0x6700),  # shorter than the DRDOL
+        ("80D0000000", 0x6700),  # no data
     ],
 )
 def test_status_words_after_gpo(mc, command, sw) -> None:
@@ -498,6 +675,7 @@ def test_status_words_after_gpo(mc, command, sw) -> None:
         ("80A800000383010000", 0x6700),  # PDOL data for a card without a PDOL
         ("80AE80002B" + "00" * 43 + "00", 0x6985),  # GENERATE AC before GPO
         ("00B2010C00", 0x6985),  # READ RECORD before GPO
+        ("80D000000F" + "00" * 15 + "00", 0x6985),  # RECOVER AC before GPO
     ],
 )
 def test_status_words_before_gpo(mc, command, sw) -> None:
