@@ -20,7 +20,7 @@ from typing import Protocol
 from emv.apdu import CryptogramType
 from terminal.config import AidConfig, TerminalConfig
 from terminal.oda import OdaResult
-from terminal.outcome import Outcome
+from terminal.outcome import Outcome, UiRequest
 from terminal.session import CardSession
 
 __all__ = ["DATA_RECORD_TAGS", "Indicators", "Kernel", "KernelResult", "Selected"]
@@ -74,6 +74,7 @@ class KernelResult:
     data_record: dict[int, bytes] = field(default_factory=dict)
     card_data: dict[int, bytes] = field(default_factory=dict)
     decisions: list[str] = field(default_factory=list)
+    ui: list[UiRequest] = field(default_factory=list)  # UI requests made on the way (Book A §7.1)
 
 
 class Kernel(Protocol):
