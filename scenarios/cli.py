@@ -7,10 +7,12 @@ Subcommands (each with ``--help``):
 * ``emvtap trace convert FILE --pcapng OUT``: a JSON-lines trace to pcapng;
 * ``emvtap selfcheck``: the crypto known-answer tests and an ODA round trip;
 * ``emvtap card show PROFILE``: a card profile's data objects, decoded;
-* ``emvtap server ...``: the token server (``scenarios.server_cli``).
+* ``emvtap server ...``: the token server (``scenarios.server_cli``);
+* ``emvtap tap --card PROFILE --amount 12.34``: one transaction, card to terminal
+  to token server (``scenarios.tap_cli``).
 
 Bad input ends with one line ``emvtap: error: ...`` naming what and where, and
-exit status 2; a failed self-check exits 1.
+exit status 2; a failed self-check, and a tap that is not approved, exit 1.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from scenarios.about import version
 from scenarios.card_cli import add_card_commands
 from scenarios.server_cli import ServerSetupError, add_server_commands
 from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, mask_option, usage
+from scenarios.tap_cli import add_tap_command
 
 __all__ = ["main"]
 
@@ -75,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_selfcheck(commands)
     add_server_commands(commands)
     add_card_commands(commands)
+    add_tap_command(commands)
     return parser
 
 

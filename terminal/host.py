@@ -15,10 +15,18 @@ which is the only package that may wire the terminal to ``hce``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.client
+import json
+import re
+import ssl
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-__all__ = ["Host", "HostResponse", "HostUnavailable"]
+__all__ = ["Host", "HostResponse", "HostUnavailable", "HttpHost"]
 
 
 class HostUnavailable(Exception):
@@ -45,3 +53,153 @@ class Host(Protocol):
     def authorise(self, icc_data: bytes) -> HostResponse:
         """Decide on the ICC data (BER-TLV, DE 55); raises :class:`HostUnavailable`."""
         ...
+
+
+_HEX = re.compile(r"\A(?:[0-9A-Fa-f]{2})*\Z")
+AUTHORISATIONS = "/v1/authorisations"
+
+
+def _client_context(cafile: Path | None, pinned: bool) -> ssl.SSLContext:
+    """CA verification against ``cafile`` (or the system CAs); none when the server is
+    authenticated by its pinned certificate alone (as the wallet's client does)."""
+    if cafile is not None or not pinned:
+        context = ssl.create_default_context(cafile=cafile)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class HttpHost:
+    """The token server's ``POST /v1/authorisations`` over HTTPS (standard library only).
+
+    The request is ``{"icc_data": HEX}`` with ``Authorization: Bearer <credential>``
+    (an acquirer's credential); the answer ``{"decision", "reason", "arc", "arpc",
+    "csu", "authorisation_id"}`` with bytes as hex. The server is authenticated by
+    ``cafile`` (a CA bundle), or by ``pin_sha256`` (the SHA-256 of its certificate's
+    DER encoding, checked right after the handshake, before a byte of the request is
+    sent), or both. Whatever goes wrong (refused, time-out, TLS, a status other than
+    2xx, a body that is not the expected JSON) is :class:`HostUnavailable`, whose
+    message names the host and the problem and never the credential.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        credential: str,
+        *,
+        cafile: Path | None = None,
+        pin_sha256: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"host URL must be an https:// URL, got {url!r}")
+        if pin_sha256 is not None and len(pin_sha256) != hashlib.sha256().digest_size:
+            raise ValueError("pin_sha256 must be the 32-byte SHA-256 of the certificate")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self._host = parts.hostname
+        self._port = parts.port or 443
+        self._path = parts.path.rstrip("/") + AUTHORISATIONS
+        self._credential = credential
+        self._pin = pin_sha256
+        self._context = _client_context(cafile, pinned=pin_sha256 is not None)
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"HttpHost(https://{self._host}:{self._port}{self._path})"
+
+    @property
+    def where(self) -> str:
+        """The host as messages name it."""
+        return f"host {self._host}:{self._port}"
+
+    def authorise(self, icc_data: bytes) -> HostResponse:
+        """POST the ICC data; the answer as a :class:`HostResponse` (class docstring)."""
+        status, raw = self._post({"icc_data": icc_data.hex().upper()})
+        try:
+            document = json.loads(raw) if raw else None
+        except ValueError:
+            document = None
+        if not 200 <= status < 300:
+            detail = ""
+            if isinstance(document, dict):
+                detail = f" {document.get('error', '')}: {document.get('message', '')}".rstrip()
+            raise HostUnavailable(f"{self.where} answered HTTP {status}{detail}")
+        if not isinstance(document, dict):
+            raise HostUnavailable(f"{self.where} answered HTTP {status} without a JSON object")
+        return self._response(document)
+
+    def _post(self, body: dict[str, Any]) -> tuple[int, bytes]:
+        connection = http.client.HTTPSConnection(
+            self._host, self._port, context=self._context, timeout=self._timeout
+        )
+        try:
+            connection.connect()
+            self._check_pin(connection)
+            connection.request(
+                "POST",
+                self._path,
+                body=json.dumps(body).encode("utf-8"),
+                headers={
+                    "Authorization": f"Bearer {self._credential}",
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                },
+            )
+            response = connection.getresponse()
+            return response.status, response.read()
+        except TimeoutError:
+            raise HostUnavailable(
+                f"{self.where}: no answer within {self._timeout:g} s (time-out)"
+            ) from None
+        except ssl.SSLError as err:
+            raise HostUnavailable(f"{self.where}: TLS failed: {err.reason or err}") from None
+        except ConnectionRefusedError:
+            raise HostUnavailable(f"{self.where}: connection refused") from None
+        except (OSError, http.client.HTTPException) as err:
+            problem = str(err) or type(err).__name__
+            raise HostUnavailable(f"{self.where} unreachable: {problem}") from None
+        finally:
+            connection.close()
+
+    def _check_pin(self, connection: http.client.HTTPSConnection) -> None:
+        if self._pin is None:
+            return
+        sock = connection.sock
+        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), self._pin):
+            raise HostUnavailable(
+                f"{self.where}: TLS failed: the certificate does not match the pinned SHA-256"
+            )
+
+    def _response(self, document: dict[str, Any]) -> HostResponse:
+        decision = document.get("decision")
+        if decision not in ("approved", "declined"):
+            raise HostUnavailable(f"{self.where}: answer field 'decision' is not approved/declined")
+        reason = document.get("reason")
+        authorisation_id = document.get("authorisation_id", "")
+        if not isinstance(reason, str) or not isinstance(authorisation_id, str):
+            raise HostUnavailable(
+                f"{self.where}: answer fields 'reason', 'authorisation_id' not text"
+            )
+        return HostResponse(
+            approved=decision == "approved",
+            reason=reason,
+            arc=self._hex(document, "arc"),
+            arpc=self._optional_hex(document, "arpc"),
+            csu=self._optional_hex(document, "csu"),
+            authorisation_id=authorisation_id,
+        )
+
+    def _hex(self, document: dict[str, Any], name: str) -> bytes:
+        value = document.get(name)
+        if not isinstance(value, str) or not _HEX.match(value):
+            raise HostUnavailable(f"{self.where}: answer field {name!r} is not hex bytes")
+        return bytes.fromhex(value)
+
+    def _optional_hex(self, document: dict[str, Any], name: str) -> bytes | None:
+        return None if document.get(name) is None else self._hex(document, name)

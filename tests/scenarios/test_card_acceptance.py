@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
@@ -45,18 +44,18 @@ from hce.card import (
     shipped_profiles,
 )
 from hce.card.keys import CounterStore
-from hce.card.personalise import for_token, personalise_certified
 from hce.hsm.interface import CommonSession, IccMaster, KeyKind, KeyPath, MastercardSession
 from hce.hsm.soft import SoftHsm
 from hce.server import Principal, ServerConfig, SqliteStore, TokenService
 from hce.server.authorisation import CSU_APPROVED
 from hce.server.service import CA_KEY, IMK_AC, KeyImport
-from hce.wallet import Wallet, WalletFile, first_bad_entry
+from hce.wallet import Wallet, first_bad_entry
+from scenarios.tap import Phone
+from scenarios.tap import provision as provision_phone
 
 NOW = datetime(2026, 3, 15, 12, 30, tzinfo=UTC)
 MASTER_KEY = bytes(range(32))
 SERVER_IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-FUNDING_PANS = {"visa": "4000123412341234", "mastercard": "5100123412341230"}
 AMOUNT = 1500
 TERMINAL = {
     0x9F03: bytes(6),
@@ -76,7 +75,6 @@ TTQ_ONLINE = TTQ(
     online_cryptogram_required=True,
 )
 FUZZ_APDUS = 100_000
-SCHEME_FAMILY: dict[str, Literal["LUK", "SUK"]] = {"visa": "LUK", "mastercard": "SUK"}
 
 
 def _profiles(key_mode: str | None = None) -> list[CardProfile]:
@@ -291,76 +289,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     store.close()
 
 
-@dataclass
-class Phone:
-    """A wallet provisioned by the server, and the card the phone emulates with it."""
-
-    server: Server
-    profile: CardProfile
-    file: WalletFile
-    wallet: Wallet
-    device_id: str
-    device: Principal
-    token_pan: str
-    psn: bytes
-    card: Card
-
-    def reopen(self) -> Wallet:
-        """The wallet as it is on disk."""
-        return Wallet.open(self.file, lambda: NOW)
-
-    def replenish(self, count: int) -> None:
-        family = SCHEME_FAMILY[self.profile.brand]
-        batch = self.server.service.issue_batch(self.device_id, family, count, actor=self.device)
-        self.wallet.load_batch(batch.header.to_bytes(), batch.envelope)
-
-    def mk_ac(self) -> bytes:
-        return kd.derive_icc_mk_a(SERVER_IMK, self.token_pan, self.psn)
-
-    def log_verifies(self, wallet: Wallet) -> bool:
-        previous, entries, macs = wallet.pending_log()
-        log_key = cbp.derive_log_key(self.mk_ac(), wallet.fingerprint)
-        return first_bad_entry(log_key, previous, entries, macs) is None
-
-
 def provision(server: Server, profile: CardProfile, home: Path, keys: int = 3) -> Phone:
-    """Enrol a token, register the phone's device, load a batch, and personalise the
-    card: the phone makes its ICC key, the server certifies the public half."""
-    service, admin = server.service, server.admin
-    token = service.enrol_token(
-        FUNDING_PANS[profile.brand], "2912", "01", profile.brand, actor=admin
+    """The phone of scenarios.tap.provision, on this module's server and clock."""
+    return provision_phone(
+        server.service, server.admin, profile, home, keys=keys, clock=lambda: NOW
     )
-    file = WalletFile(home / "wallet", home / "device.secret", "phone-1")
-    wallet = Wallet.register(file, lambda: NOW)
-    registered = service.register_device(token.token_id, wallet.device_point, actor=admin)
-    device = service.authenticate(registered.credential)
-    wallet.enrol(token.token_pan, bytes.fromhex(token.token_id))
-    spec = next(app.oda for app in profile.applications if app.oda.enabled)
-    icc_key = oda.generate_rsa_key(spec.icc_key_bits, spec.icc_exponent)
-    answer = service.personalise_device(
-        registered.device_id, profile.name, icc_key.public_key, actor=device
-    )
-    card_profile = for_token(
-        profile,
-        pan=token.token_pan,
-        psn=answer.psn,
-        expiry=answer.expiry,
-        ca_index=answer.ca_index,
-    )
-    image = personalise_certified(card_profile, icc_key, answer.certificates)
-    phone = Phone(
-        server,
-        profile,
-        file,
-        wallet,
-        registered.device_id,
-        device,
-        token.token_pan,
-        answer.psn,
-        Card(image, HceKeys(wallet)),
-    )
-    phone.replenish(keys)
-    return phone
+
+
+def _mk_ac(phone: Phone) -> bytes:
+    """The token's MK-AC, derived here from the IMK the test gave the server."""
+    return kd.derive_icc_mk_a(SERVER_IMK, phone.token_pan, phone.psn)
+
+
+def _log_verifies(phone: Phone, wallet: Wallet) -> bool:
+    previous, entries, macs = wallet.pending_log()
+    log_key = cbp.derive_log_key(_mk_ac(phone), wallet.fingerprint)
+    return first_bad_entry(log_key, previous, entries, macs) is None
 
 
 HCE = _profiles("hce")
@@ -371,7 +315,7 @@ HCE = _profiles("hce")
 
 def _expected_arpc(phone: Phone, tap: Tap, arc: bytes, csu: bytes | None) -> bytes:
     """The ARPC recomputed from the keys the test derives itself (docs/cbp.md)."""
-    mk = phone.mk_ac()
+    mk = _mk_ac(phone)
     iad = cbp.parse_iad(tap.objects[0x9F10])
     atc = tap.objects[0x9F36]
     if isinstance(iad, cbp.CbpVIad):
@@ -608,7 +552,7 @@ def test_hce_power_off_after_any_command(
         made += _cryptograms(script[:k], card)
         on_disk = phone.reopen()
         assert on_disk.atc == made, f"after {k} commands"
-        assert phone.log_verifies(on_disk)
+        assert _log_verifies(phone, on_disk)
     phone.wallet = phone.reopen()
     tap = Terminal(Card(phone.card.image, HceKeys(phone.wallet))).tap()
     assert int.from_bytes(tap.objects[0x9F36], "big") == made + 1
