@@ -106,7 +106,7 @@ class Kernel2Settings:
     cda: bool = True
     cvm_capability_cvm_required: bytes = b"\x60"  # DF8118: online PIN, signature
     cvm_capability_no_cvm_required: bytes = b"\x08"  # DF8119: no CVM
-    mag_stripe_cvm_required: bytes = b"\x10"  # DF811E: CVM = online PIN
+    mag_stripe_cvm_required: bytes = b"\x20"  # DF811E: online PIN (bits 8-5 0010; 0001 signature)
     mag_stripe_no_cvm_required: bytes = b"\x00"  # DF812C: no CVM
     default_udol: bytes = bytes.fromhex("9F6A04")  # DF811A
     torn_record_lifetime: int = 300  # seconds, DF811C

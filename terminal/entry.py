@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from emv import apdu, dol, tlv
 from emv.apdu import ApduError, CommandApdu, ResponseApdu, sw_meaning
@@ -62,7 +62,17 @@ from emv.bitfields import TTQ, BitfieldError, KernelIdentifier
 from emv.link import CardRemoved, Link, LinkError
 from terminal.config import AidConfig, TerminalConfig
 from terminal.kernels import Indicators, Kernel, KernelResult, Selected
-from terminal.outcome import Message, Outcome, ReaderStatus, Start, Status, UiRequest
+from terminal.outcome import (
+    Message,
+    Outcome,
+    ReaderStatus,
+    Status,
+    UiRequest,
+    end_application,
+    select_next,
+    try_again,
+    try_another_interface,
+)
 from terminal.session import CardSession
 from terminal.transaction import Transaction, terminal_data
 
@@ -94,6 +104,8 @@ matching AID (Book B §3.3.2.5 C, Table 3-6 "Default Kernel ID")."""
 
 PRESENT_CARD = UiRequest(Message.PRESENT_CARD, ReaderStatus.READY_TO_READ)
 """The User Interface Request of a protocol activation that is not a restart (Book B §3.2.1.2)."""
+_NOT_STARTED = end_application("", reader=ReaderStatus.READY_TO_READ, field_off=False)
+"""EntryResult's outcome until the transaction has one."""
 _VISA_RID = bytes.fromhex("A000000003")
 _KERNEL_1, _KERNEL_3 = 1, 3
 _ADF_NAME_MIN, _ADF_NAME_MAX = 5, 16  # an AID is 5 to 16 bytes (EMV 4.4 Book 1 §12.2.1)
@@ -369,40 +381,6 @@ def _kernel_for(candidate: Candidate, fci: tlv.Tlv, kernels: Collection[int]) ->
     return _KERNEL_1 if _KERNEL_1 in kernels else None
 
 
-# --- outcomes Entry Point gives itself ------------------------------------------------------
-
-
-def _try_another_interface(reason: str) -> Outcome:
-    """No combination allowed (Book B §3.1.1.13)."""
-    return Outcome(
-        Status.TRY_ANOTHER_INTERFACE,
-        ui_request=UiRequest(Message.INSERT_OR_SWIPE_CARD, ReaderStatus.PROCESSING_ERROR),
-        field_off=False,
-        reason=reason,
-    )
-
-
-def _end_application(reason: str) -> Outcome:
-    """An empty Candidate List (Book B §3.3.2.7)."""
-    return Outcome(
-        Status.END_APPLICATION,
-        ui_request=UiRequest(Message.TRY_ANOTHER_CARD, ReaderStatus.READY_TO_READ),
-        field_off=False,
-        reason=reason,
-    )
-
-
-def _start_b(reason: str, ui: UiRequest | None = None) -> Outcome:
-    """Back to protocol activation: a lost card or a communication error (Book B
-    §3.3.3.7), a collision (§3.2.1.4)."""
-    return Outcome(Status.TRY_AGAIN, start=Start.B, ui_request=ui, reason=reason)
-
-
-def _select_next(reason: str) -> Outcome:
-    """A candidate removed in final selection (Book B §3.3.3.5): on to the next (Start C)."""
-    return Outcome(Status.SELECT_NEXT, start=Start.C, field_off=False, reason=reason)
-
-
 def _exchange(link: Link, command: CommandApdu) -> ResponseApdu | None:
     """One command; None when the answer has no status word. LinkError passes through."""
     raw = link.transceive(command.to_bytes())
@@ -431,14 +409,17 @@ class EntryPoint:
     def process(self, link: Link, transaction: Transaction) -> EntryResult:
         """Pre-processing, protocol activation, combination selection, kernel activation,
         outcome processing with restarts (Book B §3.1-§3.5). Never raises for card behaviour."""
-        result = EntryResult(outcome=_end_application(""), kernel=None)
+        result = EntryResult(outcome=_NOT_STARTED, kernel=None)
         exponent = self.config.currency_exponent
         result.indicators = {
             aid.aid: pre_process(aid, transaction.amount, exponent) for aid in self.config.aids
         }
         if all(i.contactless_application_not_allowed for i in result.indicators.values()):
-            outcome = _try_another_interface(
-                f"no AID allows contactless for amount {transaction.amount} (Book B §3.1.1.13)"
+            outcome = try_another_interface(
+                f"no AID allows contactless for amount {transaction.amount} (Book B §3.1.1.13)",
+                Message.INSERT_OR_SWIPE_CARD,
+                reader=ReaderStatus.PROCESSING_ERROR,
+                field_off=False,
             )
             return self._final(result, outcome)
         restart_ui: UiRequest | None = None
@@ -450,9 +431,10 @@ class EntryPoint:
                 break
             _field_off(link)  # Try Again: Start B, a new tap (Book B §3.5.1.3)
             if result.taps > self.config.retaps:
-                outcome = replace(
-                    _end_application(""),
-                    reason=f"card not read after {result.taps} tap(s): {outcome.reason}",
+                outcome = end_application(  # Book B §3.5.1.3: no more retaps
+                    f"card not read after {result.taps} tap(s): {outcome.reason}",
+                    reader=ReaderStatus.READY_TO_READ,
+                    field_off=False,
                 )
                 break
             restart_ui = outcome.ui_request_on_restart
@@ -482,7 +464,7 @@ class EntryPoint:
             return self._lost(result, None, f"no card in the field: {err}")
         except LinkError as err:  # Book B §3.2.1.4: a collision, or a reader that failed
             collision = UiRequest(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.PROCESSING_ERROR)
-            outcome = _start_b(f"protocol activation failed: {err}", collision)
+            outcome = try_again(f"protocol activation failed: {err}", collision, on_restart=None)
             self._note(result, Attempt(None, None, outcome))
             return outcome
         try:
@@ -496,10 +478,14 @@ class EntryPoint:
             if outcome.status != Status.SELECT_NEXT:
                 return outcome
             problem = "every candidate was removed or asked for the next one"
-        return _end_application(f"empty Candidate List: {problem} (Book B §3.3.2.7)")
+        return end_application(
+            f"empty Candidate List: {problem} (Book B §3.3.2.7)",
+            reader=ReaderStatus.READY_TO_READ,
+            field_off=False,
+        )
 
     def _lost(self, result: EntryResult, aid: bytes | None, reason: str) -> Outcome:
-        outcome = _start_b(reason)
+        outcome = try_again(reason, on_restart=None)  # Book B §3.3.3.7
         self._note(result, Attempt(aid, None, outcome))
         return outcome
 
@@ -536,12 +522,12 @@ class EntryPoint:
         if fci is None:
             problem = _answered(step, response) if response is None or not response.ok else ""
             reason = problem or f"{step}: the answer is not an FCI template '6F'"
-            outcome = _select_next(reason)
+            outcome = select_next(reason)
             self._note(result, Attempt(aid, None, outcome))
             return outcome
         kernel_id = _kernel_for(candidate, fci, self.kernels.keys())
         if kernel_id is None:
-            outcome = _select_next(
+            outcome = select_next(
                 f"{step}: a Visa AID whose PDOL does not ask for the TTQ needs Kernel 1, "
                 "which this reader does not have (Book B §3.3.3.6)"
             )

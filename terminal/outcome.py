@@ -5,6 +5,12 @@ uses it: the status (Approved, Declined, Online Request, Try Another Interface,
 End Application, Try Again, Select Next), where to start again (Start A-D or N/A),
 the CVM, the user interface requests (Book A §7.1, :class:`UiRequest`, now and on
 restart), whether to switch the field off and whether a receipt is wanted.
+
+The builders at the end (:func:`approved`, :func:`declined`, :func:`online_request`,
+:func:`end_application`, :func:`try_again`, :func:`select_next`,
+:func:`try_another_interface`) are how Entry Point, the kernels and the POS make
+their outcomes; their keyword arguments carry what differs between those callers
+(the reader status of the UI request, whether the field goes off, the receipt).
 """
 
 from __future__ import annotations
@@ -12,7 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-__all__ = ["Cvm", "Message", "Outcome", "ReaderStatus", "Start", "Status", "UiRequest"]
+__all__ = [
+    "PRESENT_CARD_AGAIN",
+    "Cvm",
+    "Message",
+    "Outcome",
+    "ReaderStatus",
+    "Start",
+    "Status",
+    "UiRequest",
+    "approved",
+    "declined",
+    "end_application",
+    "online_request",
+    "select_next",
+    "try_again",
+    "try_another_interface",
+]
 
 
 class Status(StrEnum):
@@ -142,3 +164,128 @@ class Outcome:
     def final(self) -> bool:
         """True when nothing more happens for this transaction without a new tap."""
         return self.start == Start.NA
+
+
+PRESENT_CARD_AGAIN = UiRequest(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ)
+"""The UI Request on restart after a communication error: "Present Card Again", Ready to
+Read (Book A §7.1, Table 7-1 message '21')."""
+
+
+# --- builders (Book A §6.2.1, Table 6-1; UI Requests Book A §7.1) -----------------------------
+
+
+def approved(
+    cvm: Cvm,
+    reason: str,
+    *,
+    reader: ReaderStatus = ReaderStatus.CARD_READ_SUCCESSFULLY,
+    receipt: bool = False,
+) -> Outcome:
+    """Approved (Book A §6.2.1): "Approved", or "Approved Please Sign" for a signature
+    (Book A §7.1, Table 7-1 messages '03' and '1A'), with ``reader`` as the reader's
+    status. A signature always asks for a receipt; ``receipt`` asks for one anyway."""
+    signature = cvm == Cvm.SIGNATURE
+    message = Message.APPROVED_SIGN if signature else Message.APPROVED
+    return Outcome(
+        Status.APPROVED,
+        cvm=cvm,
+        ui_request=UiRequest(message, reader),
+        receipt=receipt or signature,
+        reason=reason,
+    )
+
+
+def declined(
+    reason: str,
+    *,
+    cvm: Cvm = Cvm.NA,
+    reader: ReaderStatus = ReaderStatus.CARD_READ_SUCCESSFULLY,
+    receipt: bool = False,
+) -> Outcome:
+    """Declined (Book A §6.2.1): "Not Authorised" (Book A §7.1, message '07') with
+    ``reader`` as the reader's status; the CVM and receipt as given."""
+    return Outcome(
+        Status.DECLINED,
+        cvm=cvm,
+        ui_request=UiRequest(Message.NOT_AUTHORISED, reader),
+        receipt=receipt,
+        reason=reason,
+    )
+
+
+def online_request(
+    cvm: Cvm,
+    reason: str,
+    *,
+    reader: ReaderStatus = ReaderStatus.NOT_READY,
+    receipt: bool = False,
+) -> Outcome:
+    """Online Request (Book A §6.2.1): "Authorising Please Wait" (Book A §7.1, message
+    '1B') with ``reader`` as the reader's status. A signature always asks for a
+    receipt; ``receipt`` asks for one anyway."""
+    return Outcome(
+        Status.ONLINE_REQUEST,
+        cvm=cvm,
+        ui_request=UiRequest(Message.AUTHORISING, reader),
+        receipt=receipt or cvm == Cvm.SIGNATURE,
+        reason=reason,
+    )
+
+
+def end_application(
+    reason: str,
+    message: Message | None = Message.TRY_ANOTHER_CARD,
+    reader: ReaderStatus = ReaderStatus.NOT_READY,
+    *,
+    field_off: bool = True,
+) -> Outcome:
+    """End Application (Book A §6.2.1): by default "Insert, Swipe or Try Another Card"
+    (Book A §7.1, message '1C'), Not Ready; ``message`` None sends no UI Request."""
+    ui = UiRequest(message, reader) if message is not None else None
+    return Outcome(Status.END_APPLICATION, ui_request=ui, field_off=field_off, reason=reason)
+
+
+def try_again(
+    reason: str,
+    ui: UiRequest | None = None,
+    on_restart: UiRequest | None = PRESENT_CARD_AGAIN,
+    *,
+    field_off: bool = True,
+) -> Outcome:
+    """Try Again at Start B (Book A §6.2.1): a new tap, after a communication error, a
+    collision or a request to act on the phone first. ``ui`` is sent now, ``on_restart``
+    when the card is asked for again (Book A §7.1; by default "Present Card Again")."""
+    return Outcome(
+        Status.TRY_AGAIN,
+        start=Start.B,
+        ui_request=ui,
+        ui_request_on_restart=on_restart,
+        field_off=field_off,
+        reason=reason,
+    )
+
+
+def select_next(reason: str) -> Outcome:
+    """Select Next at Start C (Book A §6.2.1): the candidate is removed and the next one
+    selected, the field left on; no UI Request."""
+    return Outcome(Status.SELECT_NEXT, start=Start.C, field_off=False, reason=reason)
+
+
+def try_another_interface(
+    reason: str,
+    message: Message,
+    alternate: str | None = None,
+    *,
+    reader: ReaderStatus = ReaderStatus.NOT_READY,
+    field_off: bool = True,
+) -> Outcome:
+    """Try Another Interface (Book A §6.2.1): ``message`` (Book A §7.1) with ``reader``
+    as the reader's status; ``alternate`` the interface preferred ("contact chip",
+    "mag-stripe"), when one is."""
+    return Outcome(
+        Status.TRY_ANOTHER_INTERFACE,
+        ui_request=UiRequest(message, reader),
+        field_off=field_off,
+        alternate_interface=alternate,
+        reason=reason,
+    )

@@ -41,7 +41,7 @@ from terminal.host import Host, HostResponse, HostUnavailable
 from terminal.kernels import DATA_RECORD_TAGS, Kernel, KernelResult
 from terminal.kernels.mastercard import Kernel2
 from terminal.kernels.visa import Kernel3
-from terminal.outcome import Cvm, Message, Outcome, ReaderStatus, Status, UiRequest
+from terminal.outcome import Outcome, ReaderStatus, Status, UiRequest, approved, declined
 from terminal.transaction import Transaction, encode_data
 
 __all__ = ["ARC_LENGTH", "Terminal", "TransactionResult", "default_kernels", "icc_data"]
@@ -106,11 +106,29 @@ class Terminal:
         """Run ``transaction`` with the card on ``link`` (module docstring)."""
         entry = self.entry_point.process(link, transaction)
         result = TransactionResult(transaction, entry, entry.outcome, ui=list(entry.ui))
-        if entry.outcome.status != Status.ONLINE_REQUEST:
+        online = entry.outcome
+        if online.status != Status.ONLINE_REQUEST:
             return result
-        if entry.kernel is None:
-            return self._finish(result, _declined(entry.outcome, "online request without data"))
-        result.icc_data = icc_data(entry.kernel)
+        ok, reason = self._authorise(result)
+        if ok:
+            outcome = approved(
+                online.cvm, reason, reader=ReaderStatus.NOT_READY, receipt=online.receipt
+            )
+        else:
+            outcome = declined(
+                reason, cvm=online.cvm, reader=ReaderStatus.NOT_READY, receipt=online.receipt
+            )
+        result.outcome = outcome
+        if outcome.ui_request is not None:
+            result.ui.append(outcome.ui_request)
+        return result
+
+    def _authorise(self, result: TransactionResult) -> tuple[bool, str]:
+        """Send the kernel's data record to the host: whether it approved, and why."""
+        kernel = result.entry.kernel
+        if kernel is None:
+            return False, "online request without data"
+        result.icc_data = icc_data(kernel)
         try:
             if self.host is None:
                 raise HostUnavailable("no host configured")
@@ -118,18 +136,11 @@ class Terminal:
             _check_usable(response)
         except HostUnavailable as err:
             result.host_error = str(err) or type(err).__name__
-            reason = f"host unavailable: {result.host_error}"
-            return self._finish(result, _declined(entry.outcome, reason))
-        if response.approved:
-            return self._finish(result, _approved(entry.outcome, response.reason))
-        return self._finish(result, _declined(entry.outcome, f"host declined: {response.reason}"))
-
-    @staticmethod
-    def _finish(result: TransactionResult, outcome: Outcome) -> TransactionResult:
-        result.outcome = outcome
-        if outcome.ui_request is not None:
-            result.ui.append(outcome.ui_request)
-        return result
+            return False, f"host unavailable: {result.host_error}"
+        if not response.approved:
+            return False, f"host declined: {response.reason}"
+        words = response.reason
+        return True, "host approved" if words in ("", "approved") else f"host approved: {words}"
 
 
 def _check_usable(response: HostResponse) -> None:
@@ -141,25 +152,3 @@ def _check_usable(response: HostResponse) -> None:
         )
     if response.approved and not response.arpc:
         raise HostUnavailable("unusable answer: an approval without an ARPC")
-
-
-def _approved(online: Outcome, reason: str) -> Outcome:
-    signature = online.cvm == Cvm.SIGNATURE
-    message = Message.APPROVED_SIGN if signature else Message.APPROVED
-    return Outcome(
-        Status.APPROVED,
-        cvm=online.cvm,
-        ui_request=UiRequest(message, ReaderStatus.NOT_READY),
-        receipt=online.receipt or signature,
-        reason="host approved" if reason in ("", "approved") else f"host approved: {reason}",
-    )
-
-
-def _declined(online: Outcome, reason: str) -> Outcome:
-    return Outcome(
-        Status.DECLINED,
-        cvm=online.cvm,
-        ui_request=UiRequest(Message.NOT_AUTHORISED, ReaderStatus.NOT_READY),
-        receipt=online.receipt,
-        reason=reason,
-    )

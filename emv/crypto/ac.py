@@ -21,13 +21,31 @@ The per-CVN composition is as used by the public tooling the vectors come from
 zero padding).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from types import MappingProxyType
+from typing import ClassVar, Literal, Self
 
 from emv.crypto import des, mac
 from emv.crypto.checks import require_length
 
 ARPC_2_LENGTH = 4
+
+TABLE_26_TAGS: Mapping[str, int] = MappingProxyType(
+    {
+        "amount_authorised": 0x9F02,
+        "amount_other": 0x9F03,
+        "terminal_country_code": 0x9F1A,
+        "tvr": 0x95,
+        "transaction_currency_code": 0x5F2A,
+        "transaction_date": 0x9A,
+        "transaction_type": 0x9C,
+        "unpredictable_number": 0x9F37,
+        "aip": 0x82,
+        "atc": 0x9F36,
+    }
+)
+"""The tag of each :class:`CryptogramData` field, in Book 2 §8.1.1 Table 26 order."""
 
 Padding = Literal["emv", "visa"]
 
@@ -83,6 +101,17 @@ class CryptogramData:
     def __post_init__(self) -> None:
         for name, length in self.FIELD_LENGTHS.items():
             require_length(name, getattr(self, name), length)
+
+    @classmethod
+    def from_tags(cls, values: Mapping[int, bytes]) -> Self:
+        """The ten elements from data objects by tag (:data:`TABLE_26_TAGS`); other tags
+        are ignored. Each must have its exact length (the constructor's ValueError); tags
+        that are missing are a ValueError that names them."""
+        missing = [tag for tag in TABLE_26_TAGS.values() if tag not in values]
+        if missing:
+            tags = ", ".join(f"{tag:02X}" for tag in missing)
+            raise ValueError(f"Table 26 data object(s) missing: {tags}")
+        return cls(**{name: values[tag] for name, tag in TABLE_26_TAGS.items()})
 
     def to_bytes(self) -> bytes:
         return b"".join(getattr(self, name) for name in self.FIELD_LENGTHS)

@@ -73,16 +73,12 @@ SW_RECORD_NOT_FOUND = 0x6A83
 SW_WRONG_P1P2 = 0x6A86
 SW_DATA_NOT_FOUND = 0x6A88
 
-# Table 26 (Book 2 §8.1.1): the terminal's data objects in cryptogram order, with their lengths.
-TERMINAL_DATA = (
-    ("amount_authorised", 0x9F02, 6),
-    ("amount_other", 0x9F03, 6),
-    ("terminal_country_code", 0x9F1A, 2),
-    ("tvr", 0x95, 5),
-    ("transaction_currency_code", 0x5F2A, 2),
-    ("transaction_date", 0x9A, 3),
-    ("transaction_type", 0x9C, 1),
-    ("unpredictable_number", 0x9F37, 4),
+# Table 26 (Book 2 §8.1.1): the terminal's data objects in cryptogram order, with their
+# lengths: all but the last two (AIP and ATC), which are the card's.
+TERMINAL_DATA = tuple(
+    (name, tag, ac.CryptogramData.FIELD_LENGTHS[name])
+    for name, tag in ac.TABLE_26_TAGS.items()
+    if name not in ("aip", "atc")
 )
 
 

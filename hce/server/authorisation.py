@@ -60,16 +60,7 @@ Reason = Literal[
 
 # The ten Table 26 elements (Book 2 §8.1.1) with their lengths, by tag, then the rest.
 _TABLE_26: dict[int, tuple[str, int]] = {
-    0x9F02: ("amount_authorised", 6),
-    0x9F03: ("amount_other", 6),
-    0x9F1A: ("terminal_country_code", 2),
-    0x95: ("tvr", 5),
-    0x5F2A: ("transaction_currency_code", 2),
-    0x9A: ("transaction_date", 3),
-    0x9C: ("transaction_type", 1),
-    0x9F37: ("unpredictable_number", 4),
-    0x82: ("aip", 2),
-    0x9F36: ("atc", 2),
+    tag: (name, ac.CryptogramData.FIELD_LENGTHS[name]) for name, tag in ac.TABLE_26_TAGS.items()
 }
 _FIXED = {0x9F26: 8, 0x9F27: 1, 0x5F34: 1}
 _MAX_IAD = 32  # Book 3 Annex A: 9F10 is 1 to 32 bytes

@@ -68,7 +68,20 @@ from terminal.oda import (
     static_data_to_authenticate,
     verify_cda,
 )
-from terminal.outcome import Cvm, Message, Outcome, ReaderStatus, Start, Status, UiRequest
+from terminal.outcome import (
+    Cvm,
+    Message,
+    Outcome,
+    ReaderStatus,
+    Start,
+    approved,
+    declined,
+    end_application,
+    online_request,
+    select_next,
+    try_again,
+    try_another_interface,
+)
 from terminal.records import AflEntry, parse_afl, read_records, store_objects
 from terminal.restrictions import RestrictionContext, parse_yymmdd, processing_restrictions
 from terminal.risk import ActionCodes, floor_limit_exceeded, terminal_action_analysis
@@ -123,36 +136,6 @@ _NOT_IN_MAG_STRIPE_RECORD = frozenset(
 )
 _MAG_STRIPE_CVM = {0x0: Cvm.NO_CVM, 0x1: Cvm.SIGNATURE, 0x2: Cvm.ONLINE_PIN}
 _UNFORESEEN = (ValueError, LookupError, ArithmeticError)
-
-
-# --- outcomes -----------------------------------------------------------------------------
-
-
-def _select_next(reason: str) -> Outcome:
-    """S1.8, S3.9.2: the next candidate (Start C)."""
-    return Outcome(Status.SELECT_NEXT, Start.C, field_off=False, reason=reason)
-
-
-def _end_application(reason: str, message: Message = Message.TRY_ANOTHER_CARD) -> Outcome:
-    """S3.90, S456.17, S910.50-S910.53: End Application with "Error – other card"."""
-    return Outcome(
-        Status.END_APPLICATION, ui_request=UiRequest(message, ReaderStatus.NOT_READY), reason=reason
-    )
-
-
-def _communication_error(reason: str) -> Outcome:
-    """S3.5, S4.5, S9.9-S9.10: the card left the field; present it again (Start B).
-
-    Book C-2 words this End Application with Start B and "Present Card Again" on
-    restart, which Book A calls a restart after a communication error; emvtap's Entry
-    Point restarts at Start B on a Try Again, so that is the status given here."""
-    return Outcome(
-        Status.TRY_AGAIN,
-        Start.B,
-        ui_request_on_restart=UiRequest(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ),
-        field_off=False,
-        reason=reason,
-    )
 
 
 class _Exit(Exception):
@@ -423,8 +406,10 @@ class _Tx:
         self.tvr = merge_tvr(self.tvr, bits)
 
     def end(self, reason: str, message: Message = Message.TRY_ANOTHER_CARD) -> _Exit:
+        """S3.90, S456.17, S910.50-S910.53: End Application, by default with "Error –
+        other card" ("Insert, Swipe or Try Another Card"), noted in the decisions."""
         self.note(reason)
-        return _Exit(_end_application(reason, message))
+        return _Exit(end_application(reason, message))
 
     def result(self, outcome: Outcome) -> KernelResult:
         self.note(
@@ -464,23 +449,23 @@ def _read_fci(tx: _Tx) -> list[dol.DolEntry]:
     try:
         found = tlv.decode(tx.selected.fci)
     except tlv.TlvError as err:
-        raise _Exit(_select_next(f"FCI: {err}")) from None
+        raise _Exit(select_next(f"FCI: {err}")) from None
     if len(found) != 1 or found[0].tag != 0x6F or found[0].children is None:
-        raise _Exit(_select_next("FCI: not one FCI Template (6F)"))
+        raise _Exit(select_next("FCI: not one FCI Template (6F)"))
     tx.fci = tlv.index(found)
     if 0x84 not in tx.fci or tlv.find(found, 0xA5) is None:
-        raise _Exit(_select_next("FCI: DF Name (84) or FCI Proprietary Template (A5) missing"))
+        raise _Exit(select_next("FCI: DF Name (84) or FCI Proprietary Template (A5) missing"))
     try:
         return dol.parse_dol(tx.fci.get(0x9F38, b""))
     except dol.DolError as err:
-        raise _Exit(_select_next(f"PDOL (9F38): {err}")) from None
+        raise _Exit(select_next(f"PDOL (9F38): {err}")) from None
 
 
 def _gpo_answer(tx: _Tx, answer: ResponseApdu) -> tuple[AIP, bytes]:
     """S3.8-S3.14: the AIP and AFL of a Format 2 ('77') or Format 1 ('80') answer."""
     if not answer.ok:
         tx.note(f"GET PROCESSING OPTIONS answered {answer.sw:04X}: select the next application")
-        raise _Exit(_select_next(f"GET PROCESSING OPTIONS status {answer.sw:04X}"))
+        raise _Exit(select_next(f"GET PROCESSING OPTIONS status {answer.sw:04X}"))
     try:
         found = tlv.decode(answer.data)
     except tlv.TlvError as err:
@@ -541,13 +526,16 @@ class Kernel2:
             outcome = stop.outcome
         except CardLost as lost:
             tx.note(f"card lost: {lost}")
-            outcome = _communication_error(f"card lost during {lost.step}")
+            # S3.5, S4.5, S9.9-S9.10: Book C-2 words this End Application with Start B and
+            # "Present Card Again" on restart, which Book A calls a restart after a
+            # communication error; emvtap's Entry Point restarts at Start B on a Try Again.
+            outcome = try_again(f"card lost during {lost.step}", field_off=False)
         except CardDataError as err:
             tx.note(f"card data error: {err}")
-            outcome = _end_application(f"card data error: {err}")
+            outcome = end_application(f"card data error: {err}")
         except _UNFORESEEN as err:  # a last guard: the kernel never raises for card data
             tx.note(f"card data the kernel could not use ({type(err).__name__})")
-            outcome = _end_application("card data the kernel could not use")
+            outcome = end_application("card data the kernel could not use")
         return tx.result(outcome)
 
     # --- the transaction ------------------------------------------------------------------
@@ -907,41 +895,21 @@ def _cid_outcome(tx: _Tx, kind: CryptogramType) -> Outcome:
     """S910.74-S910.75: the outcome of the card's decision."""
     selection = tx.cvm
     cvm = selection.cvm if selection is not None else Cvm.NA
-    signature = cvm == Cvm.SIGNATURE
     if kind == CryptogramType.TC:
-        message = Message.APPROVED_SIGN if signature else Message.APPROVED
-        return Outcome(
-            Status.APPROVED,
-            cvm=cvm,
-            ui_request=UiRequest(message, ReaderStatus.CARD_READ_SUCCESSFULLY),
-            receipt=signature,
-            reason="the card approved offline (TC)",
-        )
+        return approved(cvm, "the card approved offline (TC)")
     if kind == CryptogramType.ARQC:
-        return Outcome(
-            Status.ONLINE_REQUEST,
-            cvm=cvm,
-            ui_request=UiRequest(Message.AUTHORISING, ReaderStatus.CARD_READ_SUCCESSFULLY),
-            receipt=signature,
-            reason="the card asks to go online (ARQC)",
+        return online_request(
+            cvm, "the card asks to go online (ARQC)", reader=ReaderStatus.CARD_READ_SUCCESSFULLY
         )
     if tx.transaction_type not in _PURCHASE_OR_CASH:
-        return Outcome(
-            Status.END_APPLICATION, reason="AAC for a transaction other than a purchase or cash"
-        )
+        return end_application("AAC for a transaction other than a purchase or cash", None)
     if _contact_possible(tx):
-        return Outcome(
-            Status.TRY_ANOTHER_INTERFACE,
-            ui_request=UiRequest(Message.INSERT_CARD, ReaderStatus.NOT_READY),
-            alternate_interface="contact chip",
-            reason="the card declined contactless (AAC): try the contact interface",
+        return try_another_interface(
+            "the card declined contactless (AAC): try the contact interface",
+            Message.INSERT_CARD,
+            "contact chip",
         )
-    return Outcome(
-        Status.DECLINED,
-        cvm=cvm,
-        ui_request=UiRequest(Message.NOT_AUTHORISED, ReaderStatus.CARD_READ_SUCCESSFULLY),
-        reason="the card declined (AAC)",
-    )
+    return declined("the card declined (AAC)", cvm=cvm)
 
 
 # --- mag-stripe mode ----------------------------------------------------------------------
@@ -1039,22 +1007,17 @@ def _mag_stripe(tx: _Tx, aip: AIP, afl: bytes) -> Outcome:
         raise tx.end("on-device CVM required and not performed by the device")
     if not objects.get(0x9F61):
         if 0xDF4B in objects:
-            return Outcome(
-                Status.DECLINED,
-                ui_request=UiRequest(Message.NOT_AUTHORISED, ReaderStatus.NOT_READY),
-                reason="the card gave no CVC3 (declined)",
-            )
+            return declined("the card gave no CVC3 (declined)", reader=ReaderStatus.NOT_READY)
         raise tx.end("COMPUTE CRYPTOGRAPHIC CHECKSUM: CVC3 Track 2 (9F61) missing")
     if 0x56 in tx.card and not objects.get(0x9F60):
         raise tx.end("COMPUTE CRYPTOGRAPHIC CHECKSUM: CVC3 Track 1 (9F60) missing")
     tx.data_record = _mag_stripe_record(tx, objects, nun, nun_digit)
     selection = tx.cvm or CvmSelection(Cvm.NA, b"")
-    return Outcome(
-        Status.ONLINE_REQUEST,
-        cvm=selection.cvm,
-        ui_request=UiRequest(Message.AUTHORISING, ReaderStatus.CARD_READ_SUCCESSFULLY),
+    return online_request(
+        selection.cvm,
+        "mag-stripe mode: CVC3 computed, authorise online",
+        reader=ReaderStatus.CARD_READ_SUCCESSFULLY,
         receipt=selection.receipt,
-        reason="mag-stripe mode: CVC3 computed, authorise online",
     )
 
 

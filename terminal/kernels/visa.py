@@ -92,7 +92,20 @@ from terminal.oda import (
     static_data_to_authenticate,
     verify_fdda,
 )
-from terminal.outcome import Cvm, Message, Outcome, ReaderStatus, Start, Status, UiRequest
+from terminal.outcome import (
+    Cvm,
+    Message,
+    Outcome,
+    ReaderStatus,
+    Status,
+    UiRequest,
+    approved,
+    declined,
+    end_application,
+    online_request,
+    try_again,
+    try_another_interface,
+)
 from terminal.records import Records, parse_afl, read_records, store_objects
 from terminal.session import CardDataError, CardLost, CardSession
 
@@ -165,75 +178,10 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-# --- outcomes (Book A §6.2, Table 6-1; UI requests Book A §7.1) ------------------------------
-
-
-def _approved(cvm: Cvm, reason: str) -> Outcome:
-    message = Message.APPROVED_SIGN if cvm == Cvm.SIGNATURE else Message.APPROVED
-    return Outcome(
-        Status.APPROVED,
-        cvm=cvm,
-        ui_request=UiRequest(message, ReaderStatus.CARD_READ_SUCCESSFULLY),
-        receipt=cvm == Cvm.SIGNATURE,
-        reason=reason,
-    )
-
-
-def _declined(reason: str) -> Outcome:
-    return Outcome(
-        Status.DECLINED,
-        ui_request=UiRequest(Message.NOT_AUTHORISED, ReaderStatus.CARD_READ_SUCCESSFULLY),
-        reason=reason,
-    )
-
-
-def _online_request(cvm: Cvm, reason: str) -> Outcome:
-    return Outcome(
-        Status.ONLINE_REQUEST,
-        cvm=cvm,
-        ui_request=UiRequest(Message.AUTHORISING, ReaderStatus.NOT_READY),
-        receipt=cvm == Cvm.SIGNATURE,
-        reason=reason,
-    )
-
-
-def _end_application(reason: str) -> Outcome:
-    return Outcome(
-        Status.END_APPLICATION,
-        ui_request=UiRequest(Message.TRY_ANOTHER_CARD, ReaderStatus.NOT_READY),
-        reason=reason,
-    )
-
-
-def _try_another_interface(reason: str, ttq: TTQ, message: Message) -> Outcome:
-    return Outcome(
-        Status.TRY_ANOTHER_INTERFACE,
-        ui_request=UiRequest(message, ReaderStatus.NOT_READY),
-        alternate_interface="contact chip" if ttq.emv_contact_chip_supported else None,
-        reason=reason,
-    )
-
-
-def _card_lost(reason: str) -> Outcome:
-    """An L1 error: the cardholder taps again (Book A §6.2; restart at Start B)."""
-    return Outcome(
-        Status.TRY_AGAIN,
-        start=Start.B,
-        ui_request_on_restart=UiRequest(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ),
-        field_off=False,
-        reason=reason,
-    )
-
-
-def _see_phone(reason: str) -> Outcome:
-    """GPO '6986': the phone shows the cardholder what to do, then a new tap."""
-    return Outcome(
-        Status.TRY_AGAIN,
-        start=Start.B,
-        ui_request=UiRequest(Message.SEE_PHONE, ReaderStatus.NOT_READY),
-        ui_request_on_restart=UiRequest(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ),
-        reason=reason,
-    )
+def _contact_chip(ttq: TTQ) -> str | None:
+    """The interface a Try Another Interface outcome prefers: the contact chip when the
+    reader has one (TTQ byte 1 bit 5)."""
+    return "contact chip" if ttq.emv_contact_chip_supported else None
 
 
 def gpo_status_outcome(sw: int, ttq: TTQ) -> Outcome | None:
@@ -243,12 +191,15 @@ def gpo_status_outcome(sw: int, ttq: TTQ) -> Outcome | None:
         return None
     said = f"{GPO} answered {sw:04X}"
     if sw in TRY_ANOTHER_INTERFACE_SW:
-        return _try_another_interface(
-            f"{said}: the card asks for another interface", ttq, Message.TRY_ANOTHER_CARD
+        return try_another_interface(
+            f"{said}: the card asks for another interface",
+            Message.TRY_ANOTHER_CARD,
+            _contact_chip(ttq),
         )
-    if sw == SEE_PHONE_SW:
-        return _see_phone(f"{said}: see the phone, then present it again")
-    return _end_application(f"{said} ({apdu.sw_meaning(sw)})")
+    if sw == SEE_PHONE_SW:  # the phone shows the cardholder what to do, then a new tap
+        see_phone = UiRequest(Message.SEE_PHONE, ReaderStatus.NOT_READY)
+        return try_again(f"{said}: see the phone, then present it again", see_phone)
+    return end_application(f"{said} ({apdu.sw_meaning(sw)})")
 
 
 # --- card data: parsing what the card sent ---------------------------------------------------
@@ -574,10 +525,10 @@ class Kernel3:
             outcome = _transaction(session, run)
         except _Stop as stop:
             outcome = stop.outcome
-        except CardLost as err:
-            outcome = _card_lost(f"card lost during {err}")
+        except CardLost as err:  # an L1 error: the cardholder taps again (Book A §6.2)
+            outcome = try_again(f"card lost during {err}", field_off=False)
         except CardDataError as err:
-            outcome = _end_application(str(err))
+            outcome = end_application(str(err))
         return run.result(outcome)
 
 
@@ -586,7 +537,7 @@ def _ttq(selected: Selected) -> tuple[bytes, TTQ]:
     configured one (Book B §3.1.1)."""
     value = selected.terminal_data.get(0x9F66) or selected.indicators.ttq or selected.config.ttq
     if value is None or len(value) != TTQ.LENGTH:
-        raise _Stop(_end_application("reader configuration: no 4-byte TTQ (9F66) for Kernel 3"))
+        raise _Stop(end_application("reader configuration: no 4-byte TTQ (9F66) for Kernel 3"))
     return value, TTQ.from_bytes(value)
 
 
@@ -594,14 +545,14 @@ def _pdol(selected: Selected) -> list[dol.DolEntry]:
     """The PDOL, which must ask for the TTQ (C-3, Initiate Application Processing)."""
     pdol = parse_fci(selected.fci)
     if pdol is None:
-        raise _Stop(_end_application("SELECT: no PDOL (9F38): the card offers no qVSDC"))
+        raise _Stop(end_application("SELECT: no PDOL (9F38): the card offers no qVSDC"))
     try:
         entries = dol.parse_dol(pdol)
     except dol.DolError as err:
         raise CardDataError(f"SELECT: PDOL (9F38): {err}") from None
     if not any(entry.tag == 0x9F66 for entry in entries):
         raise _Stop(
-            _end_application("SELECT: the PDOL (9F38) does not ask for the TTQ (9F66): no qVSDC")
+            end_application("SELECT: the PDOL (9F38) does not ask for the TTQ (9F66): no qVSDC")
         )
     return entries
 
@@ -630,7 +581,7 @@ def _gpo(session: CardSession, run: _Run, ttq_value: bytes, ttq: TTQ) -> list[tl
         raise CardDataError(f"{GPO}: {len(decoded)} objects, expected one response template")
     if decoded[0].tag == 0x80:
         raise _Stop(
-            _end_application(f"{GPO}: Format 1 (80) is the mag-stripe (MSD) answer, not qVSDC")
+            end_application(f"{GPO}: Format 1 (80) is the mag-stripe (MSD) answer, not qVSDC")
         )
     if decoded[0].tag != 0x77:
         raise CardDataError(f"{GPO}: template {tlv.tag_hex(decoded[0].tag)} is not Format 2 (77)")
@@ -673,7 +624,7 @@ def _transaction(session: CardSession, run: _Run) -> Outcome:
     expired = _expired(run, card, today)
     if card.kind == CryptogramType.AAC:
         run.tvr = replace(run.tvr, offline_data_authentication_not_performed=True)
-        outcome = _declined("the card declined (AAC)")
+        outcome = declined("the card declined (AAC)")
     elif card.kind == CryptogramType.ARQC:
         outcome = _online(run, card, records, ttq, today)
     else:
@@ -694,7 +645,7 @@ def _transaction_date(selected: Selected) -> date:
     try:
         return parse_date(selected.terminal_data.get(0x9A, b""))
     except ValueError:
-        raise _Stop(_end_application("reader data: Transaction Date (9A) is not a date")) from None
+        raise _Stop(end_application("reader data: Transaction Date (9A) is not a date")) from None
 
 
 def _expired(run: _Run, card: CardData, today: date) -> bool:
@@ -759,7 +710,7 @@ def _online(run: _Run, card: CardData, records: Records, ttq: TTQ, today: date) 
     reader cannot go online: Declined."""
     if ttq.offline_only_reader:
         run.tvr = replace(run.tvr, offline_data_authentication_not_performed=True)
-        return _declined("the card asks to go online (ARQC) but the reader is offline-only")
+        return declined("the card asks to go online (ARQC) but the reader is offline-only")
     if ttq.oda_for_online_authorizations_supported and 0x9F4B in run.objects:
         run.oda = _fdda(run, records, today)
     else:
@@ -771,8 +722,8 @@ def _online(run: _Run, card: CardData, records: Records, ttq: TTQ, today: date) 
         run.decide(f"ODA not performed: {why}")
     cvm = _cvm(run, card, ttq, online=True)
     if cvm is None:
-        return _declined("no acceptable CVM for an online authorisation")
-    return _online_request(cvm, "the card asks to go online (ARQC)")
+        return declined("no acceptable CVM for an online authorisation")
+    return online_request(cvm, "the card asks to go online (ARQC)")
 
 
 def _offline(
@@ -790,16 +741,16 @@ def _offline(
         run.decide(f"TC not approved offline: {reason}")
     reason = "; ".join(reasons)
     if status == Status.TRY_ANOTHER_INTERFACE:
-        return _try_another_interface(reason, ttq, Message.INSERT_CARD)
+        return try_another_interface(reason, Message.INSERT_CARD, _contact_chip(ttq))
     if status == Status.DECLINED:
-        return _declined(reason)
+        return declined(reason)
     online = status == Status.ONLINE_REQUEST
     cvm = _cvm(run, card, ttq, online=online, cdcvm_confirmed=online or _cdcvm_signed(run, card))
     if cvm is None:
-        return _declined("no acceptable CVM")
+        return declined("no acceptable CVM")
     if online:
-        return _online_request(cvm, reason)
-    return _approved(cvm, "the card approved offline (TC), fDDA passed")
+        return online_request(cvm, reason)
+    return approved(cvm, "the card approved offline (TC), fDDA passed")
 
 
 def _cdcvm_signed(run: _Run, card: CardData) -> bool:

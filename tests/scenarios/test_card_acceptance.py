@@ -111,19 +111,8 @@ class Tap:
     @property
     def data(self) -> ac.CryptogramData:
         """Book 2 Table 26 as the terminal sent it, with the card's AIP and ATC."""
-        v = self.values
-        return ac.CryptogramData(
-            amount_authorised=v[0x9F02],
-            amount_other=v[0x9F03],
-            terminal_country_code=v[0x9F1A],
-            tvr=v[0x95],
-            transaction_currency_code=v[0x5F2A],
-            transaction_date=v[0x9A],
-            transaction_type=v[0x9C],
-            unpredictable_number=v[0x9F37],
-            aip=self.objects[0x82],
-            atc=self.objects[0x9F36],
-        )
+        card = {0x82: self.objects[0x82], 0x9F36: self.objects[0x9F36]}
+        return ac.CryptogramData.from_tags({**self.values, **card})
 
     def icc_data(self) -> bytes:
         """The ICC data (DE 55) an acquirer sends for online authorisation."""

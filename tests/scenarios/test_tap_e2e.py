@@ -70,27 +70,12 @@ def _sent(result: TransactionResult) -> dict[int, bytes]:
     return tlv.index(tlv.decode(result.icc_data))
 
 
-def _data(sent: dict[int, bytes]) -> ac.CryptogramData:
-    """Book 2 Table 26 as the terminal sent it to the host."""
-    return ac.CryptogramData(
-        amount_authorised=sent[0x9F02],
-        amount_other=sent[0x9F03],
-        terminal_country_code=sent[0x9F1A],
-        tvr=sent[0x95],
-        transaction_currency_code=sent[0x5F2A],
-        transaction_date=sent[0x9A],
-        transaction_type=sent[0x9C],
-        unpredictable_number=sent[0x9F37],
-        aip=sent[0x82],
-        atc=sent[0x9F36],
-    )
-
-
 def _expected_arpc(env: TapEnvironment, result: TransactionResult) -> bytes:
     """The ARQC checked and the ARPC recomputed from the IMK the environment made."""
     sent, answer = _sent(result), result.host
     assert answer is not None
-    data, arqc, iad, atc = _data(sent), sent[0x9F26], sent[0x9F10], sent[0x9F36]
+    data = ac.CryptogramData.from_tags(sent)  # Book 2 Table 26 as the terminal sent it
+    arqc, iad, atc = sent[0x9F26], sent[0x9F10], sent[0x9F36]
     profile = env.profile
     if env.phone is None:  # plastic: MK-AC option A of the card's PAN and PSN
         mk = kd.derive_icc_mk_a(env.imk_ac, profile.pan, profile.psn)

@@ -1,20 +1,23 @@
 """A scripted fake card for terminal tests: an :class:`emv.link.Link` that answers each
-command APDU from a table, and builders for the answers Entry Point reads (the PPSE's
-FCI with its directory entries, an application's FCI).
+command APDU from a table, builders for the answers Entry Point reads (the PPSE's FCI
+with its directory entries, an application's FCI), and :func:`ppse_card`, a card with
+a PPSE whose applications answer SELECT with their FCI.
 
-Tests are not packages (pytest runs with ``--import-mode=importlib``), so load this
-module by path::
+Tests are not packages (pytest runs with ``--import-mode=importlib``), so the helper
+modules of this folder (this one, plastic.py) are loaded by path, under the module
+name ``tests_terminal_<name>`` so that every test file shares one copy::
 
-    def _helper() -> ModuleType:
-        name = "tests_terminal_scripted_card"
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(
-                name, Path(__file__).with_name("scripted_card.py")
-            )
+    def _load(name: str) -> ModuleType:
+        module_name = f"tests_terminal_{name}"
+        if module_name not in sys.modules:
+            path = Path(__file__).with_name(f"{name}.py")
+            spec = importlib.util.spec_from_file_location(module_name, path)
             assert spec is not None and spec.loader is not None
-            sys.modules[name] = module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-        return sys.modules[name]
+        return sys.modules[module_name]
+
+    sc = _load("scripted_card")
 
 A script maps a command (its bytes, or a :class:`emv.apdu.CommandApdu`) to a reply:
 response bytes (data + SW1 SW2), an exception to raise (``CardRemoved()`` for a card
@@ -26,8 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from emv import apdu
+from emv import apdu, tlv
 from emv.apdu import PPSE, CommandApdu
 from emv.link import CardRemoved
 from emv.tlv import Tlv
@@ -40,6 +44,7 @@ __all__ = [
     "answer",
     "application_fci",
     "directory_entry",
+    "ppse_card",
     "ppse_fci",
     "select",
 ]
@@ -101,6 +106,22 @@ def application_fci(
     return Tlv.template(
         0x6F, Tlv.primitive(0x84, df_name), Tlv.template(0xA5, *proprietary)
     ).to_bytes()
+
+
+def ppse_card(
+    *entries: Tlv, apps: Mapping[bytes, Reply] | None = None, **kwargs: Any
+) -> ScriptedCard:
+    """A scripted card with a PPSE of ``entries`` that answers SELECT of each entry's ADF
+    name with an :func:`application_fci`, or with ``apps[name]`` when given; ``kwargs``
+    go to :class:`ScriptedCard`."""
+    script: dict[bytes | CommandApdu, Reply] = {select(PPSE): answer(ppse_fci(*entries))}
+    for entry in entries:
+        found = tlv.find([entry], 0x4F)
+        if found is not None:
+            script[select(found.value)] = answer(application_fci(found.value))
+    for name, reply in (apps or {}).items():
+        script[select(name)] = reply
+    return ScriptedCard(script, **kwargs)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from emv import apdu, dol, tlv
 from emv.apdu import PPSE
 from emv.bitfields import TTQ
 from emv.link import CardRemoved, LinkError
-from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise
+from hce.card import SoftIssuer, load_profile
 from terminal.config import AidConfig, TerminalConfig, default_config
 from terminal.entry import (
     DEFAULT_KERNELS,
@@ -38,19 +38,20 @@ from terminal.session import CardSession
 from terminal.transaction import Transaction
 
 
-def _helper() -> ModuleType:
-    name = "tests_terminal_scripted_card"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("scripted_card.py")
-        )
+def _load(name: str) -> ModuleType:
+    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
+    module_name = f"tests_terminal_{name}"
+    if module_name not in sys.modules:
+        path = Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    return sys.modules[name]
+    return sys.modules[module_name]
 
 
-sc = _helper()
+sc = _load("scripted_card")
+pl = _load("plastic")
 
 WHEN = datetime(2026, 11, 26, 12, 30, 15, tzinfo=UTC)
 UN = bytes.fromhex("A1B2C3D4")
@@ -131,20 +132,8 @@ def _tx(amount: int = 1234) -> Transaction:
     return Transaction(amount, "0826", WHEN, UN)
 
 
-def _card(*entries: tlv.Tlv, apps: dict[bytes, bytes] | None = None, **kwargs: Any) -> Any:
-    """A scripted card with a PPSE of ``entries`` answering SELECT of each ADF name with an FCI."""
-    script: dict[bytes, object] = {sc.select(PPSE): sc.answer(sc.ppse_fci(*entries))}
-    for entry in entries:
-        found = tlv.find([entry], 0x4F)
-        if found is not None:
-            script[sc.select(found.value)] = sc.answer(sc.application_fci(found.value))
-    for name, reply in (apps or {}).items():
-        script[sc.select(name)] = reply
-    return sc.ScriptedCard(script, **kwargs)
-
-
 def _two_brand_card() -> Any:
-    return _card(
+    return sc.ppse_card(
         sc.directory_entry(VISA, label="VISA", priority=1, kernel_id=b"\x03"),
         sc.directory_entry(MASTERCARD, label="MASTERCARD", priority=2, kernel_id=b"\x02"),
     )
@@ -332,7 +321,7 @@ def test_directory_entries_of_malformed_tlv_raise_ppse_error() -> None:
 def test_candidates_by_priority_ties_keep_ppse_order_and_no_priority_comes_last() -> None:
     aids = [bytes.fromhex(f"A00000000310{n:02X}") for n in range(1, 7)]
     config = _config(_aid(bytes.fromhex("A000000003"), 3))
-    card = _card(
+    card = sc.ppse_card(
         sc.directory_entry(aids[0]),  # no priority: lowest
         sc.directory_entry(aids[1], priority=2),
         sc.directory_entry(aids[2], priority=0),  # 0: lowest, like none
@@ -353,7 +342,7 @@ def test_candidates_by_priority_ties_keep_ppse_order_and_no_priority_comes_last(
 
 
 def test_highest_priority_candidate_is_selected_and_activated() -> None:
-    card = _card(
+    card = sc.ppse_card(
         sc.directory_entry(MASTERCARD, priority=2),
         sc.directory_entry(VISA, priority=1),
     )
@@ -394,7 +383,7 @@ def test_requested_kernel_from_9f2a_by_kernel_type() -> None:
 
 
 def test_kernel_identifier_in_the_ppse_overrides_the_default_for_the_rid() -> None:
-    card = _card(
+    card = sc.ppse_card(
         sc.directory_entry(VISA, priority=1, kernel_id=b"\x02"),  # Visa AID asking for C-2
         sc.directory_entry(MASTERCARD, priority=2, kernel_id=b"\x03"),  # and the reverse
         sc.directory_entry(VISA_ELECTRON, priority=3),  # default for A000000003: C-3
@@ -405,7 +394,7 @@ def test_kernel_identifier_in_the_ppse_overrides_the_default_for_the_rid() -> No
 
 
 def test_kernel_identifier_zero_accepts_the_combination_kernel() -> None:
-    card = _card(sc.directory_entry(MASTERCARD, kernel_id=b"\x00"))
+    card = sc.ppse_card(sc.directory_entry(MASTERCARD, kernel_id=b"\x00"))
     result = _entry(k2=FakeKernel("C-2")).process(card, _tx())
     assert [(c.aid, c.kernel_id) for c in result.candidates] == [(MASTERCARD, 2)]
 
@@ -425,21 +414,21 @@ def test_partial_selection_matches_adf_names_that_begin_with_the_aid(
     partial: bool, matches: bool
 ) -> None:
     longer = VISA + b"\x01\x02"
-    card = _card(sc.directory_entry(longer, kernel_id=b"\x03"))
+    card = sc.ppse_card(sc.directory_entry(longer, kernel_id=b"\x03"))
     config = _config(_aid(VISA, 3, partial_selection=partial))
     result = _entry(config, k3=FakeKernel("C-3")).process(card, _tx())
     assert [c.aid for c in result.candidates] == ([longer] if matches else [])
 
 
 def test_an_adf_name_shorter_than_the_aid_never_matches() -> None:
-    card = _card(sc.directory_entry(VISA[:6], kernel_id=b"\x03"))
+    card = sc.ppse_card(sc.directory_entry(VISA[:6], kernel_id=b"\x03"))
     result = _entry(k3=FakeKernel("C-3")).process(card, _tx())
     assert result.candidates == []
 
 
 def test_candidate_carries_label_priority_kernel_and_configuration() -> None:
     config = _config(_aid(VISA, 3))
-    card = _card(sc.directory_entry(VISA, label="VISA DEBIT", priority=3, kernel_id=b"\x03"))
+    card = sc.ppse_card(sc.directory_entry(VISA, label="VISA DEBIT", priority=3, kernel_id=b"\x03"))
     result = _entry(config, k3=FakeKernel("C-3")).process(card, _tx())
     assert result.candidates == [Candidate(VISA, "VISA DEBIT", 3, 3, config.aids[0])]
 
@@ -461,7 +450,7 @@ def test_candidate_carries_label_priority_kernel_and_configuration() -> None:
 def test_final_selection_failure_removes_the_candidate_and_selects_the_next(
     visa_reply: bytes,
 ) -> None:
-    card = _card(
+    card = sc.ppse_card(
         sc.directory_entry(VISA, priority=1),
         sc.directory_entry(MASTERCARD, priority=2),
         apps={VISA: visa_reply},
@@ -478,7 +467,7 @@ def test_final_selection_failure_removes_the_candidate_and_selects_the_next(
 
 
 def test_every_candidate_failing_final_selection_ends_application() -> None:
-    card = _card(
+    card = sc.ppse_card(
         sc.directory_entry(VISA, priority=1),
         sc.directory_entry(MASTERCARD, priority=2),
         apps={VISA: sc.answer(sw=0x6A82), MASTERCARD: sc.answer(sw=0x6999)},
@@ -492,7 +481,7 @@ def test_every_candidate_failing_final_selection_ends_application() -> None:
 
 def test_visa_kernel_3_card_whose_pdol_lacks_the_ttq_needs_kernel_1() -> None:
     fci = sc.answer(sc.application_fci(VISA, pdol=bytes.fromhex("9F02069F3704")))
-    card = _card(sc.directory_entry(VISA), apps={VISA: fci})
+    card = sc.ppse_card(sc.directory_entry(VISA), apps={VISA: fci})
     k3 = FakeKernel("C-3")
     result = _entry(k3=k3).process(card, _tx())
     assert k3.seen == [] and result.outcome.status == Status.END_APPLICATION
@@ -507,7 +496,7 @@ def test_visa_kernel_3_card_whose_pdol_lacks_the_ttq_needs_kernel_1() -> None:
 
 def test_kernel_gets_the_fci_indicators_and_terminal_data() -> None:
     config = _config(_aid(VISA, 3, application_version=b"\x00\x96"))
-    card = _card(sc.directory_entry(VISA, kernel_id=b"\x03"))
+    card = sc.ppse_card(sc.directory_entry(VISA, kernel_id=b"\x03"))
     k3 = FakeKernel("C-3")
     _entry(config, k3=k3).process(card, _tx(3_500))
     (selected,) = k3.seen
@@ -526,7 +515,7 @@ def test_kernel_gets_the_fci_indicators_and_terminal_data() -> None:
 
 
 def test_kernel_2_gets_no_ttq() -> None:
-    card = _card(sc.directory_entry(MASTERCARD))
+    card = sc.ppse_card(sc.directory_entry(MASTERCARD))
     k2 = FakeKernel("C-2")
     _entry(k2=k2).process(card, _tx())
     assert 0x9F66 not in k2.seen[0].terminal_data
@@ -534,7 +523,7 @@ def test_kernel_2_gets_no_ttq() -> None:
 
 def test_selected_aid_is_the_df_name_of_the_fci() -> None:
     df_name = VISA + b"\x99"
-    card = _card(
+    card = sc.ppse_card(
         sc.directory_entry(VISA),
         apps={VISA: sc.answer(sc.application_fci(df_name))},
     )
@@ -545,7 +534,7 @@ def test_selected_aid_is_the_df_name_of_the_fci() -> None:
 
 
 def test_a_kernel_that_raises_is_a_bug_surfaced_to_the_caller() -> None:
-    card = _card(sc.directory_entry(VISA))
+    card = sc.ppse_card(sc.directory_entry(VISA))
     with pytest.raises(RuntimeError, match="kernel bug"):
         EntryPoint(_config(), {3: BrokenKernel()}).process(card, _tx())
 
@@ -580,7 +569,7 @@ def test_select_next_from_the_kernel_activates_the_next_candidate() -> None:
 
 
 def test_select_next_from_the_last_candidate_ends_application() -> None:
-    card = _card(sc.directory_entry(VISA))
+    card = sc.ppse_card(sc.directory_entry(VISA))
     result = _entry(k3=FakeKernel("C-3", [SELECT_NEXT])).process(card, _tx())
     assert result.outcome.status == Status.END_APPLICATION
     assert result.outcome.ui_request == TRY_ANOTHER_CARD
@@ -618,7 +607,7 @@ def test_try_again_until_retaps_are_exhausted_ends_application(retaps: int) -> N
 
 def test_card_removed_during_ppse_selection_is_a_retap() -> None:
     ppse = sc.answer(sc.ppse_fci(sc.directory_entry(VISA)))
-    card = _card(sc.directory_entry(VISA))
+    card = sc.ppse_card(sc.directory_entry(VISA))
     card.script[sc.select(PPSE)] = [CardRemoved("tear"), ppse]
     k3 = FakeKernel("C-3")
     result = _entry(k3=k3).process(card, _tx())
@@ -629,7 +618,7 @@ def test_card_removed_during_ppse_selection_is_a_retap() -> None:
 
 
 def test_link_error_during_final_selection_is_a_retap() -> None:
-    card = _card(sc.directory_entry(VISA))
+    card = sc.ppse_card(sc.directory_entry(VISA))
     card.script[sc.select(VISA)] = [LinkError("time-out"), sc.answer(sc.application_fci(VISA))]
     result = _entry(k3=FakeKernel("C-3")).process(card, _tx())
     assert result.outcome == ONLINE and result.taps == 2
@@ -637,10 +626,10 @@ def test_link_error_during_final_selection_is_a_retap() -> None:
 
 
 def test_no_card_at_power_on_asks_again_and_then_gives_up() -> None:
-    card = _card(sc.directory_entry(VISA), absent_taps=1)
+    card = sc.ppse_card(sc.directory_entry(VISA), absent_taps=1)
     result = _entry(k3=FakeKernel("C-3")).process(card, _tx())
     assert result.outcome == ONLINE and result.taps == 2
-    card = _card(sc.directory_entry(VISA), absent_taps=5)
+    card = sc.ppse_card(sc.directory_entry(VISA), absent_taps=5)
     result = _entry(k3=FakeKernel("C-3")).process(card, _tx())
     assert result.outcome.status == Status.END_APPLICATION and result.taps == 2
     assert "no card" in result.outcome.reason
@@ -678,10 +667,7 @@ def test_candidate_list_is_rebuilt_on_each_tap() -> None:
 
 
 def test_entry_point_selects_the_emulated_visa_card_and_activates_kernel_3() -> None:
-    issuer = SoftIssuer()
-    profile = load_profile("visa_qvsdc_plastic")
-    image = personalise(profile, issuer.signer(profile))
-    card = Card(image, issuer.plastic_keys(profile, MemoryCounterStore()))
+    card = pl.make_plastic(SoftIssuer(), load_profile("visa_qvsdc_plastic")).card
     config = default_config()
     k3, k2 = GpoKernel("C-3"), FakeKernel("C-2")
     result = EntryPoint(config, {3: k3, 2: k2}).process(card, _tx(1234))

@@ -7,20 +7,24 @@ tap, status words, malformed answers and lost cards, and a seeded garbage-card r
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import random
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from emv import apdu, dol, tlv
 from emv.apdu import CryptogramType
 from emv.bitfields import TVR
-from emv.crypto import ac, cvc3, kd
+from emv.crypto import cvc3, kd
 from emv.crypto.oda import CaKeyStore
 from emv.link import CardRemoved
-from hce.card import Card, CardProfile, MemoryCounterStore, SoftIssuer, load_profile, personalise
-from terminal.config import AidConfig, Kernel2Settings, Tacs, TerminalConfig
+from hce.card import Card, CardProfile, MemoryCounterStore, SoftIssuer, load_profile
+from terminal.config import AidConfig, Kernel2Settings, Tacs, TerminalConfig, default_config
 from terminal.kernels import DATA_RECORD_TAGS, Indicators, KernelResult, Selected
 from terminal.kernels.mastercard import (
     Kernel2,
@@ -36,6 +40,21 @@ from terminal.kernels.mastercard import (
 from terminal.outcome import Cvm, Message, ReaderStatus, Start, Status
 from terminal.session import CardSession
 from terminal.transaction import Transaction, TransactionType, terminal_data
+
+
+def _load(name: str) -> ModuleType:
+    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
+    module_name = f"tests_terminal_{name}"
+    if module_name not in sys.modules:
+        path = Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+pl = _load("plastic")
 
 MASTERCARD = bytes.fromhex("A0000000041010")
 WHEN = datetime(2026, 3, 15, 12, 0, 0)
@@ -77,8 +96,7 @@ def make_card(issuer: SoftIssuer, profile: CardProfile) -> MakeCard:
     ) -> Card:
         app = dataclasses.replace(profile.applications[0], **app_changes)
         changed = dataclasses.replace(profile, applications=(app,), **(profile_changes or {}))
-        image = personalise(changed, issuer.signer(changed))
-        return Card(image, issuer.plastic_keys(changed, store or MemoryCounterStore()))
+        return pl.make_plastic(issuer, changed, store).card
 
     return make
 
@@ -141,7 +159,7 @@ def config(ca_keys: CaKeyStore) -> MakeConfig:
 Rewrite = Callable[[bytes, bytes], bytes]
 
 
-class Wire:
+class Wire(pl.Relay):
     """The link between kernel and card: records every command, can rewrite a command or
     an answer, and can lose the card before or after the card processes a command."""
 
@@ -154,18 +172,12 @@ class Wire:
         lose_before: int | None = None,
         lose_after: int | None = None,
     ) -> None:
-        self.card = card
+        super().__init__(card)
         self.rewrite_command = command
         self.rewrite_answer = answer
         self.lose_before = lose_before
         self.lose_after = lose_after
         self.commands: list[bytes] = []
-
-    def power_on(self) -> bytes:
-        return self.card.power_on()
-
-    def power_off(self) -> None:
-        self.card.power_off()
 
     def transceive(self, command: bytes) -> bytes:
         if self.rewrite_command is not None:
@@ -231,23 +243,13 @@ def rebuild(children: list[tlv.Tlv], tag: int = 0x77) -> bytes:
     return tlv.Tlv.template(tag, *children).to_bytes() + b"\x90\x00"
 
 
-def issuer_ac(issuer: SoftIssuer, profile: CardProfile, record: dict[int, bytes]) -> bytes:
-    """The CVN 16 AC as the issuer computes it from the data record alone."""
-    mk = kd.derive_icc_mk_a(issuer.imk(profile.keys["imk_ac"]), profile.pan, profile.psn)
-    sk = kd.derive_mastercard_sk(mk, record[0x9F36], record[0x9F37])
-    data = ac.CryptogramData(
-        amount_authorised=record[0x9F02],
-        amount_other=record[0x9F03],
-        terminal_country_code=record[0x9F1A],
-        tvr=record[0x95],
-        transaction_currency_code=record[0x5F2A],
-        transaction_date=record[0x9A],
-        transaction_type=record[0x9C],
-        unpredictable_number=record[0x9F37],
-        aip=record[0x82],
-        atc=record[0x9F36],
-    )
-    return ac.generate_ac(sk, ac.mastercard_cvn16_input(data, record[0x9F10][2:8]))
+def drop_from_record(tag: int) -> Rewrite:
+    """A READ RECORD answer rewrite: the record template '70' without data object ``tag``."""
+
+    def rewrite(command: bytes, answer: bytes) -> bytes:
+        return rebuild([obj for obj in template(answer) if obj.tag != tag], 0x70)
+
+    return only(INS_READ_RECORD)(rewrite)
 
 
 def assert_pan_free(result: KernelResult, pan: str) -> None:
@@ -270,7 +272,7 @@ def test_online_request_with_cda_and_a_data_record_the_issuer_verifies(
     assert result.cryptogram_type == ARQC
     record = result.data_record
     assert record[0x9F27] == b"\x80"
-    assert record[0x9F26] == issuer_ac(issuer, profile, record)
+    assert record[0x9F26] == pl.issuer_ac(issuer, profile, record)
     assert record[0x82] == bytes.fromhex("1980")
     assert record[0x5A] == bytes.fromhex(profile.pan)
     assert record[0x84] == MASTERCARD
@@ -309,7 +311,7 @@ def test_offline_approval_within_the_floor_limit_and_the_card_offline_limit(
     assert result.cryptogram_type == TC
     assert result.oda.result == "passed"
     assert result.data_record[0x9F27] == b"\x40"
-    assert result.data_record[0x9F26] == issuer_ac(issuer, profile, result.data_record)
+    assert result.data_record[0x9F26] == pl.issuer_ac(issuer, profile, result.data_record)
     assert result.tvr == TVR(relay_resistance_performed=1).to_bytes()  # RRP not performed
 
 
@@ -405,7 +407,7 @@ def test_an_unknown_ca_key_fails_cda_before_generate_ac_and_goes_online_without_
     assert "no CA public key A000000004 index F1" in result.oda.reason
     assert wire.sent(INS_GENERATE_AC)[0][2] == ARQC  # IAC-Online: CDA failed; no CDA asked
     assert result.outcome.status == Status.ONLINE_REQUEST
-    assert result.data_record[0x9F26] == issuer_ac(issuer, profile, result.data_record)
+    assert result.data_record[0x9F26] == pl.issuer_ac(issuer, profile, result.data_record)
 
 
 def test_an_unknown_ca_key_on_an_offline_only_terminal_declines(
@@ -455,11 +457,7 @@ def test_a_tc_without_the_sdad_it_was_asked_to_sign_is_a_card_data_error(
 def test_missing_cda_data_is_icc_data_missing_and_cda_failed(
     make_card: MakeCard, config: MakeConfig
 ) -> None:
-    def drop_issuer_certificate(command: bytes, answer: bytes) -> bytes:
-        kept = [obj for obj in template(answer) if obj.tag != 0x90]
-        return rebuild(kept, 0x70)
-
-    wire = Wire(make_card(), answer=only(INS_READ_RECORD)(drop_issuer_certificate))
+    wire = Wire(make_card(), answer=drop_from_record(0x90))  # Issuer Public Key Certificate
     result = tap(Kernel2(), wire, config(), amount=1000)
     tvr = TVR.from_bytes(result.tvr)
     assert tvr.icc_data_missing and tvr.cda_failed
@@ -662,10 +660,7 @@ def test_no_mode_in_common_ends_the_application(make_card: MakeCard, config: Mak
 def test_mag_stripe_data_missing_ends_the_application(
     make_card: MakeCard, config: MakeConfig
 ) -> None:
-    def drop_natc(command: bytes, answer: bytes) -> bytes:
-        return rebuild([obj for obj in template(answer) if obj.tag != 0x9F67], 0x70)
-
-    wire = Wire(make_card(), answer=only(INS_READ_RECORD)(drop_natc))
+    wire = Wire(make_card(), answer=drop_from_record(0x9F67))  # NATC(Track2)
     result = tap(Kernel2(), wire, config(with_kernel2(emv_mode=False)))
     assert result.outcome.status == Status.END_APPLICATION
     assert "NATC(Track2) (9F67)" in result.outcome.reason
@@ -732,6 +727,14 @@ def test_mag_stripe_cvm_capability_coding(capability: str, cvm: Cvm) -> None:
     assert mag_stripe_cvm(bytes.fromhex(capability)) == cvm
 
 
+def test_the_default_mag_stripe_cvm_capability_cvm_required_is_online_pin() -> None:
+    """DF811E '20' (bits 8-5 0010), in the settings and the shipped default configuration."""
+    assert mag_stripe_cvm(Kernel2Settings().mag_stripe_cvm_required) == Cvm.ONLINE_PIN
+    shipped = default_config().aid(MASTERCARD)
+    assert shipped is not None
+    assert mag_stripe_cvm(shipped.kernel2.mag_stripe_cvm_required) == Cvm.ONLINE_PIN
+
+
 # --- torn transactions ---------------------------------------------------------------------------
 
 
@@ -755,7 +758,7 @@ def test_a_torn_generate_ac_is_logged_and_recovered_with_recover_ac_on_the_next_
     assert (result.oda.method, result.oda.result) == ("CDA", "passed")
     record = result.data_record
     assert record[0x9F37] == UN  # the torn transaction's, which the cryptogram covers
-    assert record[0x9F26] == issuer_ac(issuer, profile, record)
+    assert record[0x9F26] == pl.issuer_ac(issuer, profile, record)
     assert int.from_bytes(record[0x9F36], "big") == atc_after_tear == card.keys.atc
     assert len(kernel.torn) == 0
     assert_pan_free(result, profile.pan)
@@ -797,7 +800,7 @@ def test_a_card_that_cannot_recover_gets_a_new_generate_ac(
     assert len(fresh.sent(INS_GENERATE_AC)) == 1
     assert len(kernel.torn) == 0
     assert result.outcome.status == Status.ONLINE_REQUEST
-    assert result.data_record[0x9F26] == issuer_ac(issuer, profile, result.data_record)
+    assert result.data_record[0x9F26] == pl.issuer_ac(issuer, profile, result.data_record)
 
 
 def test_a_torn_record_past_its_lifetime_is_dropped(
@@ -883,7 +886,7 @@ def test_a_format_1_generate_ac_answer_works_without_cda(
     wire = Wire(make_card(), answer=only(INS_GENERATE_AC)(to_format_1))
     result = tap(Kernel2(), wire, config(with_kernel2(cda=False)), amount=2500)
     assert result.outcome.status == Status.ONLINE_REQUEST
-    assert result.data_record[0x9F26] == issuer_ac(issuer, profile, result.data_record)
+    assert result.data_record[0x9F26] == pl.issuer_ac(issuer, profile, result.data_record)
 
 
 @pytest.mark.parametrize(
@@ -933,10 +936,7 @@ def test_more_than_was_asked_for_is_a_card_data_error(
 def test_missing_mandatory_data_ends_the_application_with_icc_data_missing(
     make_card: MakeCard, config: MakeConfig
 ) -> None:
-    def drop_pan(command: bytes, answer: bytes) -> bytes:
-        return rebuild([obj for obj in template(answer) if obj.tag != 0x5A], 0x70)
-
-    wire = Wire(make_card(), answer=only(INS_READ_RECORD)(drop_pan))
+    wire = Wire(make_card(), answer=drop_from_record(0x5A))  # the PAN
     result = tap(Kernel2(), wire, config())
     assert result.outcome.status == Status.END_APPLICATION
     assert TVR.from_bytes(result.tvr).icc_data_missing
@@ -990,17 +990,12 @@ def test_a_card_answer_without_status_word_is_a_card_data_error(
 # --- garbage -------------------------------------------------------------------------------------
 
 
-class Garbage:
+class Garbage(pl.Relay):
     """The real card behind a wire that mutates its answers (seeded)."""
 
     def __init__(self, card: Card, rng: random.Random, rate: float) -> None:
-        self.card, self.rng, self.rate = card, rng, rate
-
-    def power_on(self) -> bytes:
-        return self.card.power_on()
-
-    def power_off(self) -> None:
-        self.card.power_off()
+        super().__init__(card)
+        self.rng, self.rate = rng, rate
 
     def transceive(self, command: bytes) -> bytes:
         rng = self.rng

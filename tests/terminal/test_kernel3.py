@@ -7,11 +7,14 @@ scripted by a Link around the real card that rewrites one chosen response.
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,12 +23,12 @@ import yaml
 from emv import apdu, tlv
 from emv.apdu import CryptogramType
 from emv.bitfields import CTQ, TTQ, TVR
-from emv.crypto import ac, kd, oda
+from emv.crypto import oda
 from emv.link import CardRemoved, Link
 from emv.tlv import Tlv
-from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise
+from hce.card import SoftIssuer, load_profile
 from hce.card.profile import PROFILES_DIR, CardProfile
-from terminal.config import AidConfig, Kernel3Settings, TerminalConfig
+from terminal.config import AidConfig, Kernel3Settings
 from terminal.kernels import Indicators, KernelResult, Selected
 from terminal.kernels.visa import (
     Kernel3,
@@ -37,6 +40,22 @@ from terminal.kernels.visa import (
 from terminal.outcome import Cvm, Message, ReaderStatus, Start, Status
 from terminal.session import CardDataError, CardSession
 from terminal.transaction import Transaction, terminal_data
+
+
+def _load(name: str) -> ModuleType:
+    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
+    module_name = f"tests_terminal_{name}"
+    if module_name not in sys.modules:
+        path = Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+pl = _load("plastic")
+Plastic = pl.Plastic
 
 WHEN = datetime(2026, 3, 15, 12, 30, tzinfo=UTC)
 UN = bytes.fromhex("5A1B3C4D")
@@ -58,32 +77,14 @@ HIGH = 6_000  # above both
 # --- the card ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Plastic:
-    """A personalised plastic card, its issuer, and the terminal's CA keys for it."""
-
-    profile: CardProfile
-    issuer: SoftIssuer
-    card: Card
-
-    @property
-    def ca_keys(self) -> oda.CaKeyStore:
-        return oda.CaKeyStore([self.issuer.ca_public_key(self.profile)])
-
-
 @pytest.fixture(scope="module")
 def issuer() -> SoftIssuer:
     return SoftIssuer()
 
 
-def make_card(issuer: SoftIssuer, profile: CardProfile) -> Plastic:
-    image = personalise(profile, issuer.signer(profile))
-    return Plastic(profile, issuer, Card(image, issuer.plastic_keys(profile, MemoryCounterStore())))
-
-
 @pytest.fixture
 def plastic(issuer: SoftIssuer) -> Plastic:
-    return make_card(issuer, load_profile("visa_qvsdc_plastic"))
+    return pl.make_plastic(issuer, load_profile("visa_qvsdc_plastic"))
 
 
 def variant(tmp_path: Path, change: Callable[[dict[str, Any]], object]) -> CardProfile:
@@ -116,18 +117,12 @@ class Rule:
 
 
 @dataclass
-class Script:
+class Script(pl.Relay):
     """A Link around the real card that rewrites chosen responses."""
 
     card: Link
     rules: Sequence[Rule]
     commands: list[bytes] = field(default_factory=list)
-
-    def power_on(self) -> bytes:
-        return self.card.power_on()
-
-    def power_off(self) -> None:
-        self.card.power_off()
 
     def transceive(self, command: bytes) -> bytes:
         self.commands.append(command)
@@ -209,17 +204,7 @@ def selected_for(
     config = AidConfig(
         aid=AID, kernel_id=3, ttq=ttq.to_bytes(), kernel3=kernel3 or Kernel3Settings()
     )
-    terminal = TerminalConfig(
-        name="kernel 3 tests",
-        terminal_type=0x22,
-        capabilities=bytes.fromhex("E0F8C8"),
-        additional_capabilities=bytes.fromhex("6000F0A001"),
-        country=bytes.fromhex("0826"),
-        currency=bytes.fromhex("0826"),
-        currency_exponent=2,
-        aids=(config,),
-        ca_keys=ca_keys,
-    )
+    terminal = pl.terminal_config("kernel 3 tests", config, ca_keys=ca_keys)
     data = terminal_data(Transaction(amount, "0826", when, UN), terminal.constants())
     data[0x9F66] = ttq.to_bytes()
     return Selected(AID, fci, config, terminal, Indicators(ttq=ttq.to_bytes()), data)
@@ -297,37 +282,16 @@ def test_online_request_data_record_recomputes_the_arqc(plastic: Plastic) -> Non
     assert record[0x9F66] == ONLINE_REQUIRED.to_bytes()
     assert record[0x5A] == bytes.fromhex(plastic.profile.pan)
     assert record[0x84] == AID and record[0x9F27] == b"\x80"
-    assert _issuer_arqc(plastic, record) == record[0x9F26]
-
-
-def _issuer_arqc(plastic: Plastic, record: Mapping[int, bytes]) -> bytes:
-    """The ARQC as the issuer recomputes it from the data record (CVN 18, Option A,
-    common session key)."""
-    profile = plastic.profile
-    imk = plastic.issuer.imk(profile.keys["imk_ac"])
-    mk = kd.derive_icc_mk_a(imk, profile.pan, profile.psn)
-    session_key = kd.derive_common_sk(mk, record[0x9F36] + bytes(6))
-    data = ac.CryptogramData(
-        amount_authorised=record[0x9F02],
-        amount_other=record[0x9F03],
-        terminal_country_code=record[0x9F1A],
-        tvr=record[0x95],
-        transaction_currency_code=record[0x5F2A],
-        transaction_date=record[0x9A],
-        transaction_type=record[0x9C],
-        unpredictable_number=record[0x9F37],
-        aip=record[0x82],
-        atc=record[0x9F36],
-    )
-    return ac.generate_ac(session_key, ac.visa_cvn18_input(data, record[0x9F10]))
+    assert pl.issuer_ac(plastic.issuer, plastic.profile, record) == record[0x9F26]
 
 
 def test_the_data_record_keeps_the_tvr_sent_not_the_kernels(plastic: Plastic) -> None:
     result = tap(plastic.card, plastic, ttq=ONLINE_REQUIRED, ca_keys=oda.CaKeyStore())
     assert result.outcome.status == Status.ONLINE_REQUEST  # ODA for online failed: still online
     assert tvr(result).dda_failed
-    assert result.data_record[0x95] == bytes(5)
-    assert _issuer_arqc(plastic, result.data_record) == result.data_record[0x9F26]
+    record = result.data_record
+    assert record[0x95] == bytes(5)
+    assert pl.issuer_ac(plastic.issuer, plastic.profile, record) == record[0x9F26]
 
 
 def test_offline_only_reader_above_the_offline_limit_is_declined(plastic: Plastic) -> None:
@@ -421,7 +385,7 @@ def test_a_tc_without_a_signature_is_not_approved(plastic: Plastic) -> None:
 def test_an_expired_card_fails_fdda_and_is_marked_expired(
     issuer: SoftIssuer, tmp_path: Path
 ) -> None:
-    expired = make_card(issuer, variant(tmp_path, lambda d: d.update(expiry="250131")))
+    expired = pl.make_plastic(issuer, variant(tmp_path, lambda d: d.update(expiry="250131")))
     result = tap(expired.card, expired)
     # the ICC certificate expired with the card: fDDA fails, and the CTQ (2000) sends a
     # failed fDDA online but not an expired application
@@ -445,7 +409,7 @@ def _expiry_unsigned(document: dict[str, Any]) -> None:
 def test_an_expired_application_is_declined_unless_the_ctq_sends_it_online(
     issuer: SoftIssuer, tmp_path: Path, ctq: str, expected: Status
 ) -> None:
-    card = make_card(issuer, variant(tmp_path, _expiry_unsigned))
+    card = pl.make_plastic(issuer, variant(tmp_path, _expiry_unsigned))
     script = Script(
         card.card,
         [
@@ -460,7 +424,7 @@ def test_an_expired_application_is_declined_unless_the_ctq_sends_it_online(
 
 
 def test_an_expiry_that_is_no_date_ends_the_application(issuer: SoftIssuer, tmp_path: Path) -> None:
-    card = make_card(issuer, variant(tmp_path, _expiry_unsigned))
+    card = pl.make_plastic(issuer, variant(tmp_path, _expiry_unsigned))
     script = Script(card.card, [on_record(1, 1, edit(0x5F24, bytes.fromhex("2613AA")))])
     result = tap(script, card)
     assert result.outcome.status == Status.END_APPLICATION
@@ -701,17 +665,11 @@ def test_track2_errors_never_show_the_digits() -> None:
 
 
 @dataclass
-class Recorder:
+class Recorder(pl.Relay):
     """A Link around the real card that keeps its answers by command header."""
 
     card: Link
     answers: dict[bytes, list[bytes]] = field(default_factory=dict)
-
-    def power_on(self) -> bytes:
-        return self.card.power_on()
-
-    def power_off(self) -> None:
-        self.card.power_off()
 
     def transceive(self, command: bytes) -> bytes:
         answer = self.card.transceive(command)

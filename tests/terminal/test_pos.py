@@ -11,17 +11,21 @@ emulated plastic card.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from emv import tlv
 from emv.apdu import CryptogramType
-from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise
-from terminal.config import AidConfig, TerminalConfig, default_config, with_ca_keys
+from hce.card import Card, SoftIssuer, load_profile
+from terminal.config import AidConfig, default_config, with_ca_keys
 from terminal.entry import EntryResult
 from terminal.host import HostResponse, HostUnavailable
 from terminal.kernels import DATA_RECORD_TAGS, KernelResult
@@ -32,16 +36,22 @@ from terminal.pos import Terminal, TransactionResult, icc_data
 from terminal.report import render, to_dict
 from terminal.transaction import Transaction
 
-CONFIG = TerminalConfig(
-    name="test",
-    terminal_type=0x22,
-    capabilities=bytes.fromhex("E0F8C8"),
-    additional_capabilities=bytes.fromhex("6000F0F001"),
-    country=bytes.fromhex("0826"),
-    currency=bytes.fromhex("0826"),
-    currency_exponent=2,
-    aids=(AidConfig(bytes.fromhex("A0000000031010"), 3),),
-)
+
+def _load(name: str) -> ModuleType:
+    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
+    module_name = f"tests_terminal_{name}"
+    if module_name not in sys.modules:
+        path = Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+pl = _load("plastic")
+
+CONFIG = pl.terminal_config("test", AidConfig(bytes.fromhex("A0000000031010"), 3))
 TRANSACTION = Transaction(1234, "0826", datetime(2026, 11, 26, 12, 0), bytes.fromhex("01020304"))
 ARQC = bytes.fromhex("1122334455667788")
 RECORD = {  # deliberately not in DATA_RECORD_TAGS order, and one tag that is not in it
@@ -218,14 +228,9 @@ def test_the_default_kernels_are_made_once_per_terminal() -> None:
 
 
 def _plastic_terminal(host: FakeHost | None) -> tuple[Terminal, Card]:
-    issuer = SoftIssuer()
-    profile = load_profile("visa_qvsdc_plastic")
-    card = Card(
-        personalise(profile, issuer.signer(profile)),
-        issuer.plastic_keys(profile, MemoryCounterStore()),
-    )
-    config = with_ca_keys(default_config(), [issuer.ca_public_key(profile)])
-    return Terminal(config, host), card
+    plastic = pl.make_plastic(SoftIssuer(), load_profile("visa_qvsdc_plastic"))
+    config = with_ca_keys(default_config(), [plastic.ca_key])
+    return Terminal(config, host), plastic.card
 
 
 def test_a_real_kernel_online_request_sends_the_arqc_to_the_host() -> None:

@@ -173,6 +173,54 @@ def test_each_data_element_length_is_checked(name: str) -> None:
         ac.visa_cvn18_input(ac.CryptogramData(**elements), iad=bytes(7))
 
 
+def test_table_26_tags_are_the_fields_in_table_26_order() -> None:
+    assert list(ac.TABLE_26_TAGS) == list(ac.CryptogramData.FIELD_LENGTHS) == list(PYEMV_TAGS)
+    assert list(ac.TABLE_26_TAGS.values()) == [
+        0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37, 0x82, 0x9F36
+    ]  # fmt: skip
+
+
+def _by_tag(elements: dict[str, bytes]) -> dict[int, bytes]:
+    return {ac.TABLE_26_TAGS[name]: value for name, value in elements.items()}
+
+
+@given(
+    elements=table26,
+    others=st.dictionaries(st.sampled_from([0x5A, 0x9F10, 0x9F26, 0x9F27]), st.binary(max_size=9)),
+)
+def test_from_tags_round_trips_with_to_bytes(
+    elements: dict[str, bytes], others: dict[int, bytes]
+) -> None:
+    values = {**others, **_by_tag(elements)}
+    data = ac.CryptogramData.from_tags(values)
+    assert data == ac.CryptogramData(**elements)
+    assert data.to_bytes() == b"".join(values[tag] for tag in ac.TABLE_26_TAGS.values())
+
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_from_tags_names_a_missing_tag(name: str) -> None:
+    values = _by_tag({key: value for key, value in VALID.items() if key != name})
+    tag = f"{ac.TABLE_26_TAGS[name]:02X}"
+    with pytest.raises(ValueError, match=rf"missing: {tag}$"):
+        ac.CryptogramData.from_tags(values)
+
+
+def test_from_tags_names_every_missing_tag() -> None:
+    with pytest.raises(
+        ValueError, match=r"missing: 9F02, 9F03, 9F1A, 95, 5F2A, 9A, 9C, 9F37, 82, 9F36$"
+    ):
+        ac.CryptogramData.from_tags({0x5A: bytes(8)})
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+@pytest.mark.parametrize("change", [1, -1], ids=["long", "short"])
+def test_from_tags_checks_each_length(name: str, change: int) -> None:
+    value = VALID[name] + b"\x00" if change > 0 else VALID[name][:-1]
+    values = _by_tag({**VALID, name: value})
+    with pytest.raises(ValueError, match=rf"^{name} must be {len(VALID[name])} bytes? long"):
+        ac.CryptogramData.from_tags(values)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
