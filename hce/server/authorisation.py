@@ -44,6 +44,7 @@ ARC_DECLINED = b"05"
 CSU_APPROVED = bytes.fromhex("00800000")
 CSU_DECLINED = bytes(4)
 CID_ARQC = 0x80
+CID_TC = 0x40
 
 Reason = Literal[
     "approved",
@@ -165,7 +166,8 @@ def _pan_and_expiry(values: dict[int, bytes]) -> tuple[str, str | None]:
 
 def parse_request(icc_data: bytes) -> AuthorisationRequest:
     """Read the request strictly: every tag present with its length, numeric where
-    numeric, CID an ARQC ('80': emvtap cards set no other bit), an IAD of 1 to 32
+    numeric, CID an ARQC ('80') or a TC ('40': Book C-3 sends a TC online when fDDA
+    failed and the CTQ says "go online"; emvtap cards set no other bit), an IAD of 1 to 32
     bytes (its format is checked once the PAN says whose it is)."""
     values = _values(icc_data)
     pan, track2_expiry = _pan_and_expiry(values)
@@ -173,8 +175,8 @@ def parse_request(icc_data: bytes) -> AuthorisationRequest:
     _digits(0x9F02, fields["amount_authorised"])
     _digits(0x9F03, fields["amount_other"])
     arqc = _require(values, 0x9F26, _FIXED[0x9F26])
-    if _require(values, 0x9F27, _FIXED[0x9F27])[0] != CID_ARQC:
-        raise MalformedRequest("tag 9F27 is not an ARQC ('80')")
+    if _require(values, 0x9F27, _FIXED[0x9F27])[0] not in (CID_ARQC, CID_TC):
+        raise MalformedRequest("tag 9F27 is neither an ARQC ('80') nor a TC ('40')")
     psn = None
     if 0x5F34 in values:
         psn = _digits(0x5F34, _require(values, 0x5F34, _FIXED[0x5F34])).rjust(2, "0")

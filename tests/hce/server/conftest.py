@@ -156,14 +156,20 @@ def terminal_data(
 
 
 def icc_data(
-    pan: str, data: ac.CryptogramData, arqc: bytes, iad: bytes, psn: str | None = "00"
+    pan: str,
+    data: ac.CryptogramData,
+    arqc: bytes,
+    iad: bytes,
+    psn: str | None = "00",
+    *,
+    cid: bytes = b"\x80",
 ) -> bytes:
-    """The DE55-like request a terminal sends."""
+    """The DE55-like request a terminal sends (``cid`` 9F27: an ARQC unless told)."""
     p = Tlv.primitive
     objects = [
         p(0x5A, bytes.fromhex(pan + "F" * (len(pan) % 2))),
         p(0x9F26, arqc),
-        p(0x9F27, b"\x80"),
+        p(0x9F27, cid),
         p(0x9F36, data.atc),
         p(0x9F10, iad),
         p(0x9F02, data.amount_authorised),

@@ -96,19 +96,24 @@ class Tap:
     session_key: bytes  # the AC session key of its version
 
 
-def tap(card: Plastic, kit: SimpleNamespace, atc: int, amount: int = 1_000) -> Tap:
-    """One ARQC as the emulated card of the version makes it (hce.card's IAD)."""
+def tap(
+    card: Plastic,
+    kit: SimpleNamespace,
+    atc: int,
+    amount: int = 1_000,
+    kind: CryptogramType = CryptogramType.ARQC,
+) -> Tap:
+    """One cryptogram (an ARQC unless told) as the emulated card of the version makes it
+    (hce.card's IAD)."""
     mk = kd.derive_icc_mk_a(IMK, card.pan, bytes.fromhex(PSN))
     data = kit.terminal_data(atc, amount)
     common = kd.derive_common_sk(mk, data.atc + bytes(6))
     if _scheme(card.version) == "visa":
-        cvr = visa_cvr(CryptogramType.ARQC, unable_online=False, velocity_exceeded=False)
+        cvr = visa_cvr(kind, unable_online=False, velocity_exceeded=False)
         iad = visa_iad(card.version, DKI, cvr)
         session_key, mac_input = common, ac.visa_cvn18_input(data, iad)
     else:
-        cvr = mchip_cvr(
-            CryptogramType.ARQC, None, cda_first=True, cda_second=False, velocity=Velocity()
-        )
+        cvr = mchip_cvr(kind, None, cda_first=True, cda_second=False, velocity=Velocity())
         iad = mchip_iad(card.version, DKI, cvr, COUNTERS)
         if card.version in ("16", "17"):
             session_key = kd.derive_mastercard_sk(mk, data.atc, data.unpredictable_number)
@@ -119,7 +124,8 @@ def tap(card: Plastic, kit: SimpleNamespace, atc: int, amount: int = 1_000) -> T
         else:
             mac_input = ac.mastercard_cvn16_input(data, cvr)
     arqc = ac.generate_ac(session_key, mac_input)
-    return Tap(kit.icc_data(card.pan, data, arqc, iad, PSN), arqc, mk, session_key)
+    icc = kit.icc_data(card.pan, data, arqc, iad, PSN, cid=bytes((kind,)))
+    return Tap(icc, arqc, mk, session_key)
 
 
 def expected_arpc(card: Plastic, made: Tap, arc: bytes) -> tuple[bytes, bytes | None]:
@@ -175,6 +181,22 @@ def test_plastic_arqc_is_approved_with_the_arpc_of_its_version(
         answer = host.service.authorise(made.icc, actor=host.acquirer)
         assert (answer.decision, answer.reason, answer.arc) == ("approved", "approved", b"00")
         assert (answer.arpc, answer.csu) == expected_arpc(card, made, b"00")
+
+
+@pytest.mark.parametrize("version", ("18", "16"))
+def test_a_tc_sent_online_is_verified_like_an_arqc(
+    host: Host, kit: SimpleNamespace, version: str
+) -> None:
+    """Book C-3: a card's TC goes online when fDDA failed and the CTQ says so."""
+    card = enrol(host, version)
+    made = tap(card, kit, 7, kind=CryptogramType.TC)
+    answer = host.service.authorise(made.icc, actor=host.acquirer)
+    assert (answer.decision, answer.reason) == ("approved", "approved")
+    assert (answer.arpc, answer.csu) == expected_arpc(card, made, b"00")
+    aac = tap(card, kit, 8, kind=CryptogramType.AAC)
+    refused = host.service.authorise(aac.icc, actor=host.acquirer)
+    assert (refused.decision, refused.reason) == ("declined", "malformed")
+    assert "9F27" in refused.detail
 
 
 @pytest.mark.parametrize("version", ("18", "16"))
