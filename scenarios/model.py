@@ -17,6 +17,7 @@ from typing import Any, Literal
 from emv.trace import Trace
 
 __all__ = [
+    "FAULT_KINDS",
     "CardSpec",
     "Check",
     "Expectation",
@@ -33,6 +34,21 @@ __all__ = [
 HostMode = Literal["inprocess", "http", "none"]
 Verdict = Literal["passed", "failed", "errored"]
 
+FAULT_KINDS = (
+    "tear",
+    "mute",
+    "corrupt",
+    "delay",
+    "flip_signature",
+    "replay",
+    "keys",
+    "host",
+    "ca_key",
+    "second_tap",
+)
+"""The fault kinds of docs/scenarios.md "Faults", in the table's order (the schema's
+fault keys; a test keeps them equal)."""
+
 
 @dataclass(frozen=True)
 class Source:
@@ -47,9 +63,11 @@ class Source:
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault to inject (docs/scenarios.md "Faults"): its kind (``tear``, ``mute``,
-    ``corrupt``, ``delay``, ``flip_signature``, ``replay``, ``keys``, ``host``,
-    ``ca_key``, ``second_tap``) and its parameters as written."""
+    """One fault to inject (docs/scenarios.md "Faults"): its kind (one of
+    :data:`FAULT_KINDS`) and its parameters as written: the mapping of a mapping form
+    (``tear: {after: GENERATE AC}`` -> ``{"after": "GENERATE AC"}``; hex values as
+    upper-case text), ``{"value": ...}`` for a one-word form (``replay: previous`` ->
+    ``{"value": "previous"}``)."""
 
     kind: str
     params: Mapping[str, Any]
@@ -58,7 +76,11 @@ class Fault:
 
 @dataclass(frozen=True)
 class Expectation:
-    """What must come out of a tap; None (or empty) means "not checked"."""
+    """What must come out of a tap; None (or empty) means "not checked".
+
+    ``sources`` says where each expectation was written, by check name (``outcome``,
+    ``host.decision``, ``tvr``, ``tags.9F27``...: the names of
+    :func:`scenarios.expect.check_tap`'s checks); a check without one points at the tap."""
 
     outcome: str | None = None
     kernel: str | None = None
@@ -76,6 +98,7 @@ class Expectation:
     ui: tuple[str, ...] | None = None
     taps: int | None = None
     reason: str | None = None
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
