@@ -20,26 +20,43 @@ HTTPS on 127.0.0.1 through :class:`terminal.host.HttpHost`, against an
 :class:`hce.server.http.ApiServer` with a throw-away TLS PKI
 (:func:`hce.server.tls.make_test_pki`), stopped by :meth:`TapEnvironment.close`.
 
-Each :meth:`TapEnvironment.tap` records the exchanges with a real clock
-(:class:`emv.trace.RecordingLink`) and returns the terminal's
+Each :meth:`TapEnvironment.tap` records the exchanges (:class:`emv.trace.RecordingLink`,
+with the real clock unless ``trace_clock`` is given) and returns the terminal's
 :class:`terminal.pos.TransactionResult` with the :class:`emv.trace.Trace`. The
 Unpredictable Number (9F37, Book 3 Annex A) comes from ``os.urandom`` unless a
 random source is given.
+
+For scenarios (docs/scenarios.md), :meth:`TapEnvironment.from_scenario` builds the
+environment a :class:`scenarios.model.Scenario` describes: the card profile and the
+terminal configuration with their ``overrides`` deep-merged into the YAML document
+before it is checked (:func:`deep_merge`: mappings merge key by key, the
+``applications`` and ``aids`` lists merge item by item by position, any other list
+or value is replaced), the host mode, and the phone and token server state
+(:class:`scenarios.model.ServerState`). A :class:`ScenarioClock` is the token
+server's clock and the trace's, so a scenario can make time pass without sleeping:
+a ``delay`` fault shows in the trace's timestamps, ``keys: expired`` moves the
+server past its keys' expiry (:mod:`scenarios.faults`).
 """
 
 from __future__ import annotations
 
+import calendar
+import copy
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
+
+import yaml
 
 from emv.crypto import des, oda
 from emv.link import Link
@@ -49,30 +66,47 @@ from hce.card import (
     CardProfile,
     FileCounterStore,
     HceKeys,
+    HsmSigner,
     SoftIssuer,
     load_profile,
     personalise,
+    shipped_profiles,
 )
-from hce.card.personalise import for_token, personalise_certified
+from hce.card.personalise import certify_icc_key, for_token, personalise_certified
+from hce.card.profile import PROFILES_DIR, ProfileError, parse_profile
 from hce.hsm.interface import HsmError
 from hce.hsm.soft import SoftHsm
 from hce.server import Principal, ServerConfig, SqliteStore, TokenService
-from hce.server.errors import ServiceError
+from hce.server.errors import Conflict, ServiceError
 from hce.server.http import ApiServer, tls_context
-from hce.server.service import CA_KEY, KeyImport
+from hce.server.service import CA_KEY, ISSUER_KEY, KeyImport
 from hce.server.tls import make_test_pki
 from hce.wallet import Wallet, WalletFile
-from terminal.config import TerminalConfig, default_config, with_ca_keys
+from scenarios.model import CardSpec, Scenario, ServerState, TerminalSpec
+from terminal.config import (
+    ConfigError,
+    TerminalConfig,
+    default_config,
+    load_config,
+    parse_config,
+    with_ca_keys,
+)
 from terminal.host import Host, HostResponse, HostUnavailable, HttpHost
 from terminal.pos import Terminal, TransactionResult
 from terminal.transaction import Transaction, TransactionType
 
 __all__ = [
     "FUNDING_PANS",
+    "MERGED_BY_POSITION",
+    "PHONE_PIN",
     "HostMode",
     "Phone",
+    "ScenarioClock",
     "ServiceHost",
     "TapEnvironment",
+    "deep_merge",
+    "load_card",
+    "load_terminal",
     "provision",
 ]
 
@@ -82,11 +116,174 @@ FUNDING_PANS = {"visa": "4000123412341234", "mastercard": "5100123412341230"}
 TOKEN_EXPIRY = "2912"  # YYMM
 SCHEME_FAMILY: dict[str, Literal["LUK", "SUK"]] = {"visa": "LUK", "mastercard": "SUK"}
 PHONE_KEYS = 5  # limited-use keys a phone is given at a time
+PHONE_PIN = "1234"  # the mobile PIN of a phone that verifies its user (ServerState.cdcvm)
+MERGED_BY_POSITION = frozenset({"applications", "aids"})
+"""Lists that :func:`deep_merge` merges item by item (the others are replaced)."""
 Clock = Callable[[], datetime]
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# --- time a scenario can make pass -------------------------------------------------------------
+
+
+class ScenarioClock:
+    """The time of a scenario: the real time when it was made, plus the time elapsed
+    since (a monotonic clock), plus whatever :meth:`advance` added. The token server
+    reads it as :meth:`now`, the trace as :meth:`ns`; nothing sleeps.
+
+    ``start_ns`` and ``monotonic_ns`` are injectable (tests pin both)."""
+
+    def __init__(
+        self,
+        start_ns: int | None = None,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self._start = time.time_ns() if start_ns is None else start_ns
+        self._monotonic = monotonic_ns
+        self._origin = monotonic_ns()
+        self._offset = 0
+
+    def __repr__(self) -> str:
+        return f"ScenarioClock(advanced {self._offset / 1e9:g} s)"
+
+    @property
+    def advanced_ns(self) -> int:
+        """How far :meth:`advance` has moved the clock, in nanoseconds."""
+        return self._offset
+
+    def ns(self) -> int:
+        """Nanoseconds since the Unix epoch (the trace's clock)."""
+        return self._start + (self._monotonic() - self._origin) + self._offset
+
+    def now(self) -> datetime:
+        """An aware UTC datetime (the token server's clock)."""
+        seconds, nanoseconds = divmod(self.ns(), 1_000_000_000)
+        moment = datetime.fromtimestamp(seconds, UTC)
+        return moment.replace(microsecond=nanoseconds // 1000)
+
+    def advance(self, seconds: float) -> None:
+        """Make ``seconds`` pass at once (not negative: time does not go back)."""
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back ({seconds} s)")
+        self._offset += round(seconds * 1e9)
+
+
+# --- profiles and configurations with overrides ------------------------------------------------
+
+
+def deep_merge(
+    base: Any, overrides: Any, *, by_position: frozenset[str] = MERGED_BY_POSITION
+) -> Any:
+    """``overrides`` merged into ``base`` (a YAML document; neither is changed).
+
+    Mappings merge key by key, recursively; a list under a key of ``by_position``
+    (``applications``, ``aids``) merges item by item (override item 0 into base
+    item 0, ...; extra override items are appended, base items without an override
+    stay); any other value, lists included, is replaced by the override."""
+    if not (isinstance(base, Mapping) and isinstance(overrides, Mapping)):
+        return copy.deepcopy(overrides)
+    merged = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        if key not in merged:
+            merged[key] = copy.deepcopy(value)
+        elif key in by_position and isinstance(merged[key], list) and isinstance(value, list):
+            old = merged[key]
+            items = [
+                deep_merge(a, b, by_position=by_position) for a, b in zip(old, value, strict=False)
+            ]
+            merged[key] = items + old[len(value) :] + copy.deepcopy(value[len(old) :])
+        else:
+            merged[key] = deep_merge(merged[key], value, by_position=by_position)
+    return merged
+
+
+def _is_name(value: str) -> bool:
+    """A bare name (``default``), as opposed to a file (``cards/my.yaml``)."""
+    path = Path(value)
+    return path.suffix == "" and path.name == value
+
+
+def _locate(value: str, relative_to: Path | None) -> Path:
+    """A file named in a scenario: relative to the scenario's folder when it is there."""
+    path = Path(value)
+    if not path.is_absolute() and relative_to is not None and (relative_to / path).exists():
+        return relative_to / path
+    return path
+
+
+def _merged_text(text: str, overrides: Mapping[str, Any], file: str) -> str:
+    """YAML ``text`` with ``overrides`` deep-merged into its document, as YAML again."""
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"{file}: overrides: expected a mapping")
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{file}: not valid YAML: {err}") from None
+    merged = deep_merge(document, overrides)
+    return yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+
+
+def load_card(spec: CardSpec, relative_to: Path | None = None) -> CardProfile:
+    """The card profile ``spec`` names (a shipped profile name or a file, a relative file
+    looked up in ``relative_to`` first) with its overrides deep-merged into the YAML
+    document before it is checked (:func:`deep_merge`); errors are
+    :class:`hce.card.ProfileError` naming the file and field."""
+    if _is_name(spec.profile) and (PROFILES_DIR / f"{spec.profile}.yaml").exists():
+        path = PROFILES_DIR / f"{spec.profile}.yaml"
+    else:
+        path = _locate(spec.profile, relative_to)
+    if not spec.overrides:
+        return load_profile(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ProfileError(str(path), "", f"cannot read: {err.strerror}") from None
+    try:
+        merged = _merged_text(text, spec.overrides, str(path))
+    except ValueError as err:
+        raise ProfileError(str(path), "", str(err).removeprefix(f"{path}: ")) from None
+    return parse_profile(merged, path)
+
+
+def load_terminal(spec: TerminalSpec, relative_to: Path | None = None) -> TerminalConfig:
+    """The terminal configuration ``spec`` names (a shipped name or a file, a relative
+    file looked up in ``relative_to`` first), with its overrides deep-merged into the
+    YAML document before it is checked (``aids`` merge by position); errors are
+    :class:`terminal.config.ConfigError` naming the file and field."""
+    base: Traversable
+    if _is_name(spec.config):
+        if not spec.overrides:
+            return load_config(spec.config)
+        shipped = resources.files("terminal").joinpath("configs")
+        resource = shipped.joinpath(f"{spec.config}.yaml")
+        if not resource.is_file():
+            load_config(spec.config)  # raises the ConfigError that lists the shipped ones
+        file, base = f"configs/{spec.config}.yaml", shipped
+        text = resource.read_text(encoding="utf-8")
+    else:
+        path = _locate(spec.config, relative_to)
+        if not spec.overrides:
+            return load_config(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(str(path), "", f"cannot read: {err.strerror}") from None
+        file = str(path)
+        base = path.parent
+    try:
+        merged = _merged_text(text, spec.overrides, file)
+    except ValueError as err:
+        raise ConfigError(file, "", str(err).removeprefix(f"{file}: ")) from None
+    return parse_config(merged, file, base)
+
+
+def _shipped(profile: CardProfile) -> bool:
+    """Whether ``profile`` is exactly the shipped profile of its name (no overrides)."""
+    paths = {path.stem: path for path in shipped_profiles()}
+    return profile.name in paths and load_profile(paths[profile.name]) == profile
 
 
 # --- the host, in process ----------------------------------------------------------------------
@@ -120,10 +317,13 @@ class ServiceHost:
 
 @dataclass
 class Phone:
-    """A wallet provisioned by the token server, and the card the phone emulates with it."""
+    """A wallet provisioned by the token server, and the card the phone emulates with it.
+
+    ``pin`` is the mobile PIN of a phone that verified its user (CDCVM): its single-use
+    key batches carry the user-verified keys masked by it (docs/cbp.md)."""
 
     service: TokenService
-    profile: CardProfile  # the shipped HCE profile
+    profile: CardProfile  # the HCE profile (shipped, or with a scenario's overrides)
     file: WalletFile
     wallet: Wallet
     device_id: str
@@ -133,6 +333,7 @@ class Phone:
     psn: bytes
     card: Card
     clock: Clock = field(default=_utc_now, repr=False)
+    pin: str | None = field(default=None, repr=False)
 
     @property
     def family(self) -> Literal["LUK", "SUK"]:
@@ -144,8 +345,15 @@ class Phone:
 
     def replenish(self, count: int) -> None:
         """A batch of ``count`` keys from the server, loaded into the wallet."""
-        batch = self.service.issue_batch(self.device_id, self.family, count, actor=self.device)
+        pin = self.pin if self.family == "SUK" else None
+        batch = self.service.issue_batch(self.device_id, self.family, count, pin, actor=self.device)
         self.wallet.load_batch(batch.header.to_bytes(), batch.envelope)
+
+
+def _card_expiry(expiry: str) -> bytes:
+    """A token's expiry YYMM as the card's 5F24: the month's last day (YYMMDD)."""
+    year, month = 2000 + int(expiry[:2]), int(expiry[2:])
+    return bytes.fromhex(f"{expiry}{calendar.monthrange(year, month)[1]:02d}")
 
 
 def provision(
@@ -157,10 +365,18 @@ def provision(
     keys: int = 3,
     funding_pan: str | None = None,
     clock: Clock = _utc_now,
+    cdcvm: bool = False,
+    issuer: HsmSigner | None = None,
 ) -> Phone:
     """Enrol a token for ``profile``'s brand, register the phone's device, personalise the
     card (the phone makes its ICC key, the server certifies the public half through its
-    HSM) and load ``keys`` limited-use keys."""
+    HSM) and load ``keys`` limited-use keys (none when 0).
+
+    ``cdcvm``: the phone verified its user (Consumer Device CVM) with :data:`PHONE_PIN`,
+    so the card reports it and a mastercard-like wallet gets user-verified keys.
+    ``issuer``: certify the ICC key with this signer instead of asking the server to
+    personalise its shipped profile of that name (for a profile with overrides, which
+    the server does not know; the signer is the server's issuer key in its HSM)."""
     token = service.enrol_token(
         funding_pan or FUNDING_PANS[profile.brand],
         TOKEN_EXPIRY,
@@ -176,17 +392,23 @@ def provision(
     wallet.enrol(token.token_pan, bytes.fromhex(token.token_id))
     spec = next(app.oda for app in profile.applications if app.oda.enabled)
     icc_key = oda.generate_rsa_key(spec.icc_key_bits, spec.icc_exponent)
-    answer = service.personalise_device(
-        registered.device_id, profile.name, icc_key.public_key, actor=device
-    )
-    card_profile = for_token(
-        profile,
-        pan=token.token_pan,
-        psn=answer.psn,
-        expiry=answer.expiry,
-        ca_index=answer.ca_index,
-    )
-    image = personalise_certified(card_profile, icc_key, answer.certificates)
+    if issuer is None:
+        answer = service.personalise_device(
+            registered.device_id, profile.name, icc_key.public_key, actor=device
+        )
+        psn, expiry, ca_index = answer.psn, answer.expiry, answer.ca_index
+        card_profile = for_token(
+            profile, pan=token.token_pan, psn=psn, expiry=expiry, ca_index=ca_index
+        )
+        certificates = answer.certificates
+    else:
+        psn, expiry = bytes.fromhex(token.psn), _card_expiry(token.expiry)
+        card_profile = for_token(
+            profile, pan=token.token_pan, psn=psn, expiry=expiry, ca_index=service.config.ca_index
+        )
+        certificates = certify_icc_key(card_profile, issuer, icc_key.public_key)
+    image = personalise_certified(card_profile, icc_key, certificates)
+    pin = PHONE_PIN if cdcvm else None
     phone = Phone(
         service,
         profile,
@@ -196,11 +418,13 @@ def provision(
         device,
         token.token_id,
         token.token_pan,
-        answer.psn,
-        Card(image, HceKeys(wallet)),
+        psn,
+        Card(image, HceKeys(wallet, cdcvm=cdcvm, pin=pin)),
         clock,
+        pin,
     )
-    phone.replenish(keys)
+    if keys:
+        phone.replenish(keys)
     return phone
 
 
@@ -234,7 +458,14 @@ class TapEnvironment:
     key of the same RID and index, unless ``trust_card_ca`` is False (a terminal
     that lacks the key, or holds another one under its index). ``random`` gives
     the Unpredictable Numbers, ``clock`` the terminal's local date and time,
-    ``server_config`` the token server's key limits."""
+    ``server_config`` the token server's key limits, ``scenario_clock`` the token
+    server's time and the trace's (real time unless given), ``server`` the phone
+    and token server state of an HCE card (:class:`scenarios.model.ServerState`;
+    None: :data:`PHONE_KEYS` keys, no CDCVM, an active token, replenished when
+    empty). For a plastic card only ``server.token`` counts (a suspended card
+    is declined by its issuer host); ``cdcvm`` is refused.
+
+    :attr:`history` keeps every tap's :class:`terminal.pos.TransactionResult`."""
 
     def __init__(
         self,
@@ -247,6 +478,8 @@ class TapEnvironment:
         random: Callable[[int], bytes] = os.urandom,
         clock: Callable[[], datetime] = datetime.now,
         server_config: ServerConfig | None = None,
+        scenario_clock: ScenarioClock | None = None,
+        server: ServerState | None = None,
     ) -> None:
         self.profile = profile if isinstance(profile, CardProfile) else load_profile(profile)
         self._owned = directory is None
@@ -255,16 +488,47 @@ class TapEnvironment:
         )
         self._random = random
         self._clock = clock
+        self.scenario_clock = scenario_clock or ScenarioClock()
+        self.server_state = server or ServerState(keys=PHONE_KEYS)
         self._server: _HttpsServer | None = None
         self._store: SqliteStore | None = None
         self.issuer: SoftIssuer | None = None
         self.phone: Phone | None = None
+        self.card_id: str | None = None  # a plastic card's id at its issuer host
         self.trace = Trace()
+        self.history: list[TransactionResult] = []
         try:
             self._build(config, host, trust_card_ca, server_config)
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def from_scenario(
+        cls,
+        scenario: Scenario,
+        *,
+        directory: Path | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        clock: Callable[[], datetime] = datetime.now,
+        scenario_clock: ScenarioClock | None = None,
+    ) -> TapEnvironment:
+        """The environment ``scenario`` describes: its card (:func:`load_card`), terminal
+        (:func:`load_terminal`), host and server state. Relative card and terminal
+        files are looked up next to the scenario's file first."""
+        folder = Path(scenario.source.file).parent if scenario.source.file else None
+        profile = load_card(scenario.card, folder)
+        config = load_terminal(scenario.terminal, folder)
+        return cls(
+            profile,
+            config=config,
+            host=scenario.host,
+            directory=directory,
+            random=random,
+            clock=clock,
+            scenario_clock=scenario_clock,
+            server=scenario.server,
+        )
 
     def _build(
         self,
@@ -273,11 +537,19 @@ class TapEnvironment:
         trust_card_ca: bool,
         server_config: ServerConfig | None,
     ) -> None:
+        state = self.server_state
+        if state.keys < 0:
+            raise ValueError(f"server.keys: {state.keys} keys: expected 0 or more")
+        if self.profile.key_mode == "plastic" and state.cdcvm:
+            raise ValueError(
+                f"server.cdcvm: profile {self.profile.name} is a plastic card (no phone "
+                "to verify its user)"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self.hsm = SoftHsm.create(self.directory / "hsm.keys", os.urandom(32))
         self._store = SqliteStore(self.directory / "store.sqlite")
         self.service = TokenService(
-            self.hsm, self._store, _utc_now, server_config or ServerConfig()
+            self.hsm, self._store, self.scenario_clock.now, server_config or ServerConfig()
         )
         issuer = SoftIssuer() if self.profile.key_mode == "plastic" else None
         if issuer is not None:
@@ -287,6 +559,7 @@ class TapEnvironment:
         summary = self.service.initialise(imk_ac=KeyImport(self.imk_ac, des.kcv(self.imk_ac)))
         if summary.admin_credential is None:  # a fresh store always makes one
             raise RuntimeError(f"{self.directory}: the token server store is not new")
+        self._issuer_certificates = summary.issuer_certificates
         self.admin = self.service.authenticate(summary.admin_credential)
         self.acquirer_credential = self.service.create_credential(
             "acquirer", "emvtap-tap", actor=self.admin
@@ -304,13 +577,13 @@ class TapEnvironment:
         self.config = with_ca_keys(base, trusted)
         self.host = self._host(host)
         self.terminal = Terminal(self.config, self.host)
-        self.card: Link = RecordingLink(self.emulated, self.trace, time.time_ns)
+        self.card: Link = RecordingLink(self.emulated, self.trace, self.scenario_clock.ns)
 
     def _plastic_card(self, issuer: SoftIssuer) -> tuple[Card, oda.CaPublicKey | None]:
         """The card under ``issuer``'s keys, enrolled with the issuer host; its CA key
         (None for a card without offline data authentication)."""
         profile = self.profile
-        self.service.enrol_card(
+        record = self.service.enrol_card(
             profile.pan,
             profile.expiry.hex()[:4],
             profile.psn.hex(),
@@ -318,6 +591,9 @@ class TapEnvironment:
             profile.applications[0].cryptogram_version,
             actor=self.admin,
         )
+        self.card_id = record.card_id
+        if self.server_state.token == "suspended":
+            self.service.suspend_card(record.card_id, actor=self.admin)
         image = personalise(profile, issuer.signer(profile))
         counters = FileCounterStore(self.directory / "counters.json")
         oda_done = any(app.oda.enabled for app in profile.applications)
@@ -326,14 +602,35 @@ class TapEnvironment:
 
     def _hce_card(self) -> tuple[Card, oda.CaPublicKey]:
         """The phone's card, provisioned; the server's CA key under the AID's RID and
-        the index personalisation gave (8F)."""
+        the index personalisation gave (8F). A profile the server does not ship (or one
+        with overrides) is certified with the server's issuer key directly."""
+        state = self.server_state
+        signer = None if _shipped(self.profile) else self._issuer_signer()
         self.phone = provision(
-            self.service, self.admin, self.profile, self.directory / "phone", keys=PHONE_KEYS
+            self.service,
+            self.admin,
+            self.profile,
+            self.directory / "phone",
+            keys=state.keys,
+            cdcvm=state.cdcvm,
+            issuer=signer,
         )
+        if state.token == "suspended":
+            self.service.suspend(self.phone.token_id, actor=self.admin)
         card = self.phone.card
         app = next(app for app in card.image.profile.applications if app.oda.enabled)
         server_ca = self.hsm.rsa_public_key(CA_KEY).oda_key()
         return card, oda.CaPublicKey(app.aid[:5], app.oda.ca_index, server_ca)
+
+    def _issuer_signer(self) -> HsmSigner:
+        """The token server's issuer key for the profile's brand, in its HSM."""
+        row = next((r for r in self._issuer_certificates if r.scheme == self.profile.brand), None)
+        if row is None:
+            raise RuntimeError(
+                f"the token server has no issuer certificate for {self.profile.brand}"
+            )
+        certificate = oda.PublicKeyCertificate(row.certificate, row.remainder, row.exponent)
+        return HsmSigner(self.hsm, ISSUER_KEY, certificate)
 
     def _host(self, mode: HostMode) -> Host | None:
         if mode == "none":
@@ -378,6 +675,22 @@ class TapEnvironment:
             type=type,
         )
 
+    def replenish(self) -> bool:
+        """Top the phone up with a batch of ``server.keys`` keys (:data:`PHONE_KEYS` when
+        that is 0) when it has no key left and the server state allows replenishment;
+        whether a batch was loaded. A server that refuses (a
+        suspended token) leaves the phone as it is, as a real wallet would."""
+        phone = self.phone
+        if phone is None or not self.server_state.replenish:
+            return False
+        if phone.wallet.usable_keys(phone.family) >= 1:
+            return False
+        try:
+            phone.replenish(self.server_state.keys or PHONE_KEYS)
+        except Conflict:
+            return False
+        return True
+
     def tap(
         self,
         amount: int,
@@ -386,19 +699,34 @@ class TapEnvironment:
         *,
         amount_other: int = 0,
         fault: Callable[[Link], Link] | None = None,
+        host: Callable[[Host | None], Host | None] | None = None,
+        config: TerminalConfig | None = None,
+        replenish: bool = True,
     ) -> tuple[TransactionResult, Trace]:
         """Present the card for one transaction; the terminal's result and the trace.
 
         ``fault`` wraps the card's link below the recorder (the trace shows what the
-        terminal saw), e.g. to corrupt a response. A phone whose keys ran out is
-        given a new batch first."""
-        if self.phone is not None and self.phone.wallet.usable_keys(self.phone.family) < 1:
-            self.phone.replenish(PHONE_KEYS)
+        terminal saw), e.g. to corrupt a response; ``host`` wraps the terminal's host
+        and ``config`` replaces its configuration for this tap only (the kernels, and
+        Kernel 2's torn transaction log, are the terminal's own). A phone whose keys
+        ran out is given a new batch first (:meth:`replenish`) unless ``replenish``
+        is False."""
+        if replenish:
+            self.replenish()
         self.trace = Trace()
         link: Link = self.emulated if fault is None else fault(self.emulated)
-        self.card = RecordingLink(link, self.trace, time.time_ns)
+        self.card = RecordingLink(link, self.trace, self.scenario_clock.ns)
+        terminal = self.terminal
+        if host is not None or config is not None:
+            terminal = Terminal(
+                config or self.config,
+                self.host if host is None else host(self.host),
+                self.terminal.kernels,
+            )
         transaction = self.transaction(amount, currency, type, amount_other=amount_other)
-        return self.terminal.transact(self.card, transaction), self.trace
+        result = terminal.transact(self.card, transaction)
+        self.history.append(result)
+        return result, self.trace
 
     # --- closing -------------------------------------------------------------------------
 

@@ -1,0 +1,334 @@
+"""Running tap scenarios: one (:func:`run_scenario`), many on worker processes
+(:func:`run`), and the ``-k`` selection (:func:`select`).
+
+:func:`run_scenario` builds the scenario's :class:`scenarios.tap.TapEnvironment` once
+(card, token server, terminal, host: :meth:`TapEnvironment.from_scenario`), then runs
+its taps in order, each with its faults (:class:`scenarios.faults.TapFaults`), and
+checks each against its ``expect`` (:func:`scenarios.expect.check_tap`). Per tap the
+:class:`scenarios.model.TapResult` keeps the checks, the transaction in words
+(:func:`terminal.report.render`, PANs masked, plus a line per fault that has
+something to say, e.g. the replay's answer) and the APDU trace.
+
+The verdict: **passed** when every check of every tap held, **failed** when one did
+not, **errored** when the scenario could not run: a fault or a tap that makes no
+sense, a profile or configuration that does not load, anything that raised while
+building or tapping. An error never escapes as a traceback: it becomes the result's
+one-line :attr:`~scenarios.model.ScenarioResult.error` (``tap N: ...`` when a tap
+raised it, the tap's own :attr:`~scenarios.model.TapResult.error` too), and the taps
+after it do not run. The environment is always closed.
+
+:func:`run` with ``jobs`` > 1 sends the scenarios to ``spawn``-started worker
+processes (:class:`concurrent.futures.ProcessPoolExecutor`) and gets their results
+back by pickling (traces included), in the order given, whatever order they finish
+in; a worker that dies errors its scenario instead of hanging the run. As with any
+``spawn`` start, a script that calls :func:`run` must guard its entry point with
+``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.reduction import ForkingPickler
+from types import MappingProxyType
+from typing import Any
+
+from emv.trace import Trace
+from scenarios.expect import check_tap
+from scenarios.faults import TapFaults
+from scenarios.model import (
+    Check,
+    Expectation,
+    Scenario,
+    ScenarioResult,
+    Source,
+    TapResult,
+    TapSpec,
+)
+from scenarios.tap import TapEnvironment
+from scenarios.tap_cli import TYPES, currency_exponent, parse_amount, parse_currency
+from terminal.config import TerminalConfig
+from terminal.pos import TransactionResult
+from terminal.report import render
+from terminal.transaction import TransactionType
+
+__all__ = ["CheckTap", "SelectError", "TapError", "run", "run_scenario", "select"]
+
+CheckTap = Callable[[Expectation, TransactionResult, Trace, Source], list[Check]]
+"""How a tap is checked: :func:`scenarios.expect.check_tap`'s signature."""
+
+
+class TapError(ValueError):
+    """A tap that makes no sense (amount, currency, type): names the tap's source."""
+
+
+class SelectError(ValueError):
+    """A ``-k`` expression that does not parse: says where."""
+
+
+# --- one scenario --------------------------------------------------------------------------------
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its message (with its type when it is not one of the
+    errors that already say what and where)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, ValueError) and text:
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _transaction(
+    tap: TapSpec, config: TerminalConfig
+) -> tuple[int, str | None, TransactionType, int]:
+    """The tap's amount (minor units), currency (5F2A hex or None), type, amount other."""
+    where = str(tap.source)
+    try:
+        currency = parse_currency(tap.currency) if tap.currency is not None else None
+    except ValueError:
+        raise TapError(
+            f"{where}: currency {tap.currency!r}: not an ISO 4217 currency (e.g. GBP, 0826)"
+        ) from None
+    kind = TYPES.get(tap.type)
+    if kind is None:
+        raise TapError(f"{where}: type {tap.type!r}: expected one of {', '.join(TYPES)}")
+    exponent = currency_exponent(currency or config.currency.hex(), config)
+    try:
+        amount = parse_amount(str(tap.amount), exponent, "amount")
+        other = parse_amount(str(tap.amount_other), exponent, "amount_other")
+    except ValueError as err:
+        raise TapError(f"{where}: {err}") from None
+    if other > amount:
+        raise TapError(f"{where}: amount_other {tap.amount_other} is more than amount (its total)")
+    if other and kind != TransactionType.PURCHASE_WITH_CASHBACK:
+        raise TapError(f"{where}: amount_other is for type cashback only")
+    return amount, currency, kind, other
+
+
+class _TapFailed(Exception):
+    """A tap raised: which one, and why (one line)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(f"tap {index + 1}: {message}")
+
+
+def _run_tap(env: TapEnvironment, tap: TapSpec, out: TapResult, check: CheckTap) -> None:
+    """One tap with its faults, into ``out``."""
+    amount, currency, kind, other = _transaction(tap, env.config)
+    faults = TapFaults(tap.faults)
+    faults.prepare(env)
+    try:
+        result, trace = env.tap(amount, currency, kind, amount_other=other, **faults.tap_options())
+    finally:
+        out.trace = env.trace
+    out.trace = trace
+    out.report = render(result)
+    faults.finish(env, result)
+    notes = faults.notes()
+    if notes:
+        out.report = out.report.rstrip("\n") + "\n" + "\n".join(notes) + "\n"
+    out.checks = list(check(tap.expect, result, trace, tap.source))
+
+
+def run_scenario(scenario: Scenario, *, check: CheckTap | None = None) -> ScenarioResult:
+    """Run ``scenario`` (module docstring); ``check`` checks each tap (default:
+    :func:`scenarios.expect.check_tap`). Never raises for anything the scenario does."""
+    started = time.perf_counter()
+    result = ScenarioResult(scenario, "passed")
+    try:
+        checker = check or check_tap
+        for tap in scenario.taps:  # every fault checked before anything is built
+            TapFaults(tap.faults)
+        with TapEnvironment.from_scenario(scenario) as env:
+            for index, tap in enumerate(scenario.taps):
+                out = TapResult(index)
+                result.taps.append(out)
+                try:
+                    _run_tap(env, tap, out, checker)
+                except Exception as err:
+                    out.error = _one_line(err)
+                    raise _TapFailed(index, out.error) from err
+    except _TapFailed as err:
+        result.error = str(err)
+    except Exception as err:
+        result.error = _one_line(err)
+    if result.error is not None:
+        result.verdict = "errored"
+    elif not all(tap.passed for tap in result.taps):
+        result.verdict = "failed"
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# --- many, on worker processes ----------------------------------------------------------------
+
+
+def _mapping_proxy(content: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(content)
+
+
+def _reduce_mapping_proxy(
+    proxy: MappingProxyType[Any, Any],
+) -> tuple[Callable[[dict[Any, Any]], MappingProxyType[Any, Any]], tuple[dict[Any, Any]]]:
+    return _mapping_proxy, (dict(proxy),)
+
+
+# Scenarios and results cross to workers by pickling; read-only mappings in them must too.
+ForkingPickler.register(MappingProxyType, _reduce_mapping_proxy)
+
+
+def _run_indexed(item: tuple[int, Scenario]) -> tuple[int, ScenarioResult]:
+    """A worker's job: one scenario, with its position; a result that would not pickle
+    back comes back errored (without its traces) rather than failing the run."""
+    index, scenario = item
+    result = run_scenario(scenario)
+    try:
+        ForkingPickler.dumps(result)
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        result = ScenarioResult(
+            scenario,
+            "errored",
+            seconds=result.seconds,
+            error=f"the result could not be sent back from the worker: {_one_line(err)}",
+        )
+    return index, result
+
+
+def run(
+    scenarios: Iterable[Scenario],
+    jobs: int = 1,
+    progress: Callable[[ScenarioResult], None] | None = None,
+) -> list[ScenarioResult]:
+    """Run every scenario; the results in the order given. ``jobs`` > 1 runs them on
+    that many ``spawn``-started worker processes; ``progress`` is called in this
+    process with each result as it comes (in the order they finish)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    items = list(scenarios)
+    if jobs == 1 or len(items) <= 1:
+        results = []
+        for scenario in items:
+            results.append(run_scenario(scenario))
+            if progress is not None:
+                progress(results[-1])
+        return results
+    done: list[ScenarioResult | None] = [None] * len(items)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
+        futures = {pool.submit(_run_indexed, item): item[0] for item in enumerate(items)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()[1]
+            except Exception as err:  # a worker that died (BrokenProcessPool) or could not start
+                result = ScenarioResult(
+                    items[index], "errored", error=f"its worker process failed: {_one_line(err)}"
+                )
+            done[index] = result
+            if progress is not None:
+                progress(result)
+    return [result for result in done if result is not None]
+
+
+# --- -k selection --------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\s*(?:(\()|(\))|([^\s()]+))")
+_KEYWORDS = frozenset({"and", "or", "not"})
+Predicate = Callable[[Scenario], bool]
+
+
+def _matches(word: str) -> Predicate:
+    """A word: a case-insensitive substring of the id, the title or a tag."""
+    needle = word.lower()
+
+    def match(scenario: Scenario) -> bool:
+        texts = (scenario.id, scenario.title, *scenario.tags)
+        return any(needle in text.lower() for text in texts)
+
+    return match
+
+
+class _Parser:
+    """``expr := or; or := and ("or" and)*; and := not ("and" not)*;
+    not := "not" not | "(" or ")" | WORD`` (pytest's ``-k`` grammar)."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self.tokens: list[tuple[int, str]] = []
+        position = 0
+        while position < len(expression):
+            found = _TOKEN.match(expression, position)
+            if found is None or found.end() == position:  # only trailing blanks are left
+                break
+            start = found.start(found.lastindex or 0)
+            self.tokens.append((start, found.group(found.lastindex or 0)))
+            position = found.end()
+        self.at = 0
+
+    def fail(self, problem: str) -> SelectError:
+        where = self.tokens[self.at][0] + 1 if self.at < len(self.tokens) else len(self.expression)
+        return SelectError(f"-k {self.expression}: column {where}: {problem}")
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][1] if self.at < len(self.tokens) else None
+
+    def take(self) -> str:
+        token = self.tokens[self.at][1]
+        self.at += 1
+        return token
+
+    def parse(self) -> Predicate:
+        if not self.tokens:
+            return lambda _scenario: True
+        predicate = self.either()
+        if self.peek() is not None:
+            raise self.fail(f"unexpected {self.peek()!r}")
+        return predicate
+
+    def either(self) -> Predicate:
+        parts = [self.both()]
+        while self.peek() == "or":
+            self.take()
+            parts.append(self.both())
+        return parts[0] if len(parts) == 1 else lambda s: any(p(s) for p in parts)
+
+    def both(self) -> Predicate:
+        parts = [self.negation()]
+        while self.peek() == "and":
+            self.take()
+            parts.append(self.negation())
+        return parts[0] if len(parts) == 1 else lambda s: all(p(s) for p in parts)
+
+    def negation(self) -> Predicate:
+        token = self.peek()
+        if token is None:
+            raise self.fail("expected a word, 'not' or '(' at the end")
+        if token == "not":
+            self.take()
+            inner = self.negation()
+            return lambda s: not inner(s)
+        if token == "(":
+            self.take()
+            inner = self.either()
+            if self.peek() != ")":
+                raise self.fail("expected ')'")
+            self.take()
+            return inner
+        if token == ")" or token in _KEYWORDS:
+            raise self.fail(f"expected a word, 'not' or '(', got {token!r}")
+        return _matches(self.take())
+
+
+def select(scenarios: Iterable[Scenario], expression: str) -> list[Scenario]:
+    """The scenarios ``expression`` selects, in their order (``emvtap run -k``).
+
+    As pytest's ``-k``: words joined by ``and``, ``or``, ``not`` and parentheses; a
+    word matches a scenario when it is a case-insensitive substring of its id, its
+    title or one of its tags (``-k "kernel3 and not tear"``). An empty expression
+    selects everything; one that does not parse raises :class:`SelectError`."""
+    predicate = _Parser(expression).parse()
+    return [scenario for scenario in scenarios if predicate(scenario)]
