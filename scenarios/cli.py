@@ -9,10 +9,13 @@ Subcommands (each with ``--help``):
 * ``emvtap card show PROFILE``: a card profile's data objects, decoded;
 * ``emvtap server ...``: the token server (``scenarios.server_cli``);
 * ``emvtap tap --card PROFILE --amount 12.34``: one transaction, card to terminal
-  to token server (``scenarios.tap_cli``).
+  to token server (``scenarios.tap_cli``);
+* ``emvtap run PATH...``: YAML tap scenarios, with JUnit XML, HTML and trace
+  reports (``scenarios.run_cli``).
 
 Bad input ends with one line ``emvtap: error: ...`` naming what and where, and
-exit status 2; a failed self-check, and a tap that is not approved, exit 1.
+exit status 2; a failed self-check, a tap that is not approved, and a scenario run
+with a failure, exit 1.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from hce.wallet.errors import WalletError
 from scenarios import selfcheck
 from scenarios.about import version
 from scenarios.card_cli import add_card_commands
+from scenarios.run_cli import add_run_command
 from scenarios.server_cli import ServerSetupError, add_server_commands
 from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, mask_option, usage
 from scenarios.tap_cli import add_tap_command
@@ -79,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     add_server_commands(commands)
     add_card_commands(commands)
     add_tap_command(commands)
+    add_run_command(commands)
     return parser
 
 

@@ -1,0 +1,228 @@
+"""``emvtap run``: run YAML tap scenarios (docs/scenarios.md) and report.
+
+``emvtap run PATH... [-k EXPR] [-j N] [--junit FILE] [--html FILE] [--trace-dir DIR]
+[--clear] [--quiet]`` loads every scenario in the files and folders given
+(:func:`scenarios.loader.load_paths`), keeps those ``-k`` selects
+(:func:`scenarios.runner.select`), runs them on ``-j`` workers
+(:func:`scenarios.runner.run`) and prints:
+
+* progress on standard error: a bar when it is a terminal, else one character a
+  scenario (``.`` passed, ``F`` failed, ``E`` errored);
+* the summary: passed, failed and errored counts and the slowest scenarios;
+* each scenario that did not pass (:func:`scenarios.reports.failure_text`): its id
+  and file:line, each failed check (expected, actual, the YAML line that asked),
+  the transaction and the decoded APDU trace of the tap; an error's message;
+* a last line with the tally.
+
+``--junit``, ``--html`` and ``--trace-dir`` write the reports of
+:mod:`scenarios.reports`. PANs are masked everywhere unless ``--clear``.
+
+Exit status: 0 when every scenario passed, 1 when any failed or errored, 2 for a
+usage error (a file that does not load: ``emvtap: error: FILE:LINE: FIELD: PROBLEM``,
+no scenario found or selected, a bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from scenarios import reports
+from scenarios.subcommands import Subcommands, mask_option
+
+if TYPE_CHECKING:
+    from scenarios.model import Scenario, ScenarioResult
+
+__all__ = ["EXIT_FAILED", "Progress", "RunUsageError", "add_run_command"]
+
+EXIT_FAILED = 1
+_MARKS = {"passed": ".", "failed": "F", "errored": "E"}
+
+
+class RunUsageError(ValueError):
+    """A mistake in the command line or the scenario files: one line, exit status 2."""
+
+
+def _jobs(text: str) -> int:
+    """``-j N``: a positive number of workers, or ``auto`` (one per CPU)."""
+    if text == "auto":
+        return os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number or 'auto'")
+    return value
+
+
+def add_run_command(commands: Subcommands) -> None:
+    """Register ``emvtap run``."""
+    run = commands.add_parser(
+        "run",
+        help="run YAML tap scenarios and report (JUnit XML, HTML, traces)",
+        description="Run the tap scenarios in the YAML files and folders given "
+        "(docs/scenarios.md), print a summary and every failure with the expected and "
+        "actual values and the decoded APDU trace. Exit status 0 when all passed, 1 when "
+        "any failed or errored, 2 for a usage error or a scenario file that does not load.",
+    )
+    run.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="scenario files or folders of them"
+    )
+    run.add_argument(
+        "-k",
+        dest="select",
+        metavar="EXPR",
+        help="run only the scenarios EXPR selects (words match ids and tags; "
+        "and, or, not, parentheses)",
+    )
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="run N scenarios at once ('auto': one per CPU; default 1)",
+    )
+    run.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML to FILE")
+    run.add_argument("--html", type=Path, metavar="FILE", help="write an HTML report to FILE")
+    run.add_argument(
+        "--trace-dir",
+        type=Path,
+        metavar="DIR",
+        help="write each tap's trace to DIR/<scenario-id>/tap-<n>.txt and .pcapng",
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress and no summary table: only failures and the last line",
+    )
+    mask_option(run)
+    run.set_defaults(handler=_run)
+
+
+class Progress:
+    """The progress of a run on ``stream``: a bar redrawn in place on a terminal,
+    else ``.``/``F``/``E`` per scenario on one line. Safe to call from any thread."""
+
+    def __init__(self, total: int, stream: TextIO, *, bar: bool) -> None:
+        self.total = total
+        self.stream = stream
+        self.bar = bar
+        self.counts = {"passed": 0, "failed": 0, "errored": 0}
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def __call__(self, result: ScenarioResult) -> None:
+        with self._lock:
+            self.counts[result.verdict] += 1
+            self._shown = True
+            if self.bar:
+                self.stream.write("\r" + self._bar_line(result.scenario.id) + "\x1b[K")
+            else:
+                self.stream.write(_MARKS[result.verdict])
+            self.stream.flush()
+
+    def _bar_line(self, last: str) -> str:
+        done = sum(self.counts.values())
+        width = 24
+        filled = width * done // max(self.total, 1)
+        line = (
+            f"[{'#' * filled}{' ' * (width - filled)}] {done}/{self.total}"
+            f"  {self.counts['failed']} failed, {self.counts['errored']} errored  {last}"
+        )
+        columns = shutil.get_terminal_size((80, 24)).columns
+        return line[: max(columns - 1, 10)]
+
+    def close(self) -> None:
+        """End the progress line (a bar is erased)."""
+        with self._lock:
+            if self._shown:
+                self.stream.write("\r\x1b[K" if self.bar else "\n")
+                self.stream.flush()
+            self._shown = False
+
+
+def _load(args: argparse.Namespace) -> list[Scenario]:
+    from scenarios.loader import LoadError, load_paths  # noqa: PLC0415
+    from scenarios.runner import select  # noqa: PLC0415
+
+    try:
+        loaded = load_paths(args.paths)
+    except LoadError as err:
+        raise RunUsageError(str(err)) from None
+    if not loaded:
+        raise RunUsageError(
+            f"no scenarios in {', '.join(str(path) for path in args.paths)} (*.yaml files)"
+        )
+    if args.select is None:
+        return loaded
+    chosen = select(loaded, args.select)
+    if not chosen:
+        raise RunUsageError(f"-k {args.select}: selects none of the {len(loaded)} scenario(s)")
+    return chosen
+
+
+def _prepare_outputs(args: argparse.Namespace) -> None:
+    """Make the folders of the report files now, so a bad path fails before the run."""
+    for file in (args.junit, args.html):
+        if file is not None:
+            if file.is_dir():
+                raise RunUsageError(f"{file}: is a directory, not a file to write")
+            file.parent.mkdir(parents=True, exist_ok=True)
+    if args.trace_dir is not None:
+        args.trace_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from scenarios.runner import run  # noqa: PLC0415
+
+    chosen = _load(args)
+    _prepare_outputs(args)
+    progress = Progress(len(chosen), sys.stderr, bar=sys.stderr.isatty())
+    started = time.monotonic()
+    try:
+        results = run(chosen, jobs=args.jobs, progress=None if args.quiet else progress)
+    finally:
+        progress.close()
+    seconds = time.monotonic() - started
+    blocks = [] if args.quiet else [reports.summary_text(results, seconds)]
+    blocks += [
+        reports.failure_text(result, clear=args.clear)
+        for result in results
+        if result.verdict != "passed"
+    ]
+    counts = reports.tally(results)
+    blocks.append(
+        f"emvtap run: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['errored']} errored in {seconds:.2f} s\n"
+    )
+    sys.stdout.write("\n".join(blocks))
+    sys.stdout.flush()
+    _write_reports(args, results, seconds)  # after the results are out: a bad disk hides none
+    return 0 if counts["passed"] == len(results) else EXIT_FAILED
+
+
+def _write_reports(args: argparse.Namespace, results: list[ScenarioResult], seconds: float) -> None:
+    """``--junit``, ``--html`` and ``--trace-dir``; what was written goes to stderr."""
+    written: list[str] = []
+    if args.junit is not None:
+        args.junit.write_text(reports.junit_xml(results, clear=args.clear), encoding="utf-8")
+        written.append(f"JUnit XML: {args.junit}")
+    if args.html is not None:
+        args.html.write_text(
+            reports.html_report(results, clear=args.clear, seconds=seconds), encoding="utf-8"
+        )
+        written.append(f"HTML report: {args.html}")
+    if args.trace_dir is not None:
+        files = reports.write_traces(results, args.trace_dir, clear=args.clear)
+        written.append(f"traces: {len(files)} file(s) in {args.trace_dir}")
+    if written and not args.quiet:
+        print("\n".join(written), file=sys.stderr)
