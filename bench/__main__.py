@@ -3,9 +3,11 @@
 Each figure is the median over ``--repeat`` runs of a timed batch, with the
 spread (min..max) beside it; comparisons are measured in the same process run.
 Today: BER-TLV decoding against pyemv's, trace rendering, the symmetric crypto a
-host pays per authorisation, the emulated card's side of a qVSDC tap and the soft
-HSM's ARQC verification. The performance issue extends
-this to taps, the token server and real links.
+host pays per authorisation, the emulated card's side of a qVSDC tap, the soft
+HSM's ARQC verification, whole online taps (Entry Point, kernel, token server in
+process) for Kernel 3 and Kernel 2, and one scenario from scratch (keys, token
+server, card, terminal, a tap). The performance issue extends this to the token
+server over HTTP and real links.
 """
 
 from __future__ import annotations
@@ -109,6 +111,42 @@ def benchmarks(repeat: int) -> list[dict[str, object]]:
         ),
     ]
     results += _card_and_hsm(repeat)
+    results += _taps(repeat)
+    return results
+
+
+def _taps(repeat: int) -> list[dict[str, object]]:
+    """Whole online taps through the terminal and the in-process token server, and one
+    scenario built from nothing (the runner's unit of work)."""
+    from scenarios.loader import load_file  # noqa: PLC0415  (scenarios wires everything)
+    from scenarios.runner import run_scenario  # noqa: PLC0415
+    from scenarios.tap import TapEnvironment  # noqa: PLC0415
+
+    results = []
+    for profile, kernel in (
+        ("visa_qvsdc_plastic", "Kernel 3, fDDA"),
+        ("mastercard_mchip_plastic", "Kernel 2, CDA"),
+    ):
+        with TapEnvironment(profile) as env:
+            results.append(
+                measure(
+                    f"online tap, {kernel} (in-process host)",
+                    "taps/s",
+                    1,
+                    lambda: env.tap(1234),
+                    repeat,
+                )
+            )
+    (scenario,) = load_file(ROOT / "scenarios" / "packs" / "kernel3" / "online_approved.yaml")[:1]
+    results.append(
+        measure(
+            "one scenario from scratch (keys, server, tap)",
+            "scenarios/s",
+            1,
+            lambda: run_scenario(scenario),
+            repeat,
+        )
+    )
     return results
 
 
