@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -206,3 +207,28 @@ def test_server_commands_refuse_a_non_server_directory(
 ) -> None:
     assert main(["server", "run", str(tmp_path)]) == 2
     assert "is not a server directory" in capsys.readouterr().err
+
+
+class _GoneReader(io.StringIO):
+    """A stdout whose reader went away (`emvtap ... | head -1`)."""
+
+    def __init__(self, spare: Path) -> None:
+        super().__init__()
+        self.spare = spare.open("w")  # what the CLI points the real descriptor at
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:
+        return self.spare.fileno()
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No error message, and the status a shell gives a process killed by SIGPIPE."""
+    gone = _GoneReader(tmp_path / "spare")
+    monkeypatch.setattr(sys, "stdout", gone)
+    assert main(["trace", "show", str(SAMPLE)]) == 141
+    gone.spare.close()
+    assert capsys.readouterr().err == ""
