@@ -45,7 +45,10 @@ What each kind does (COMMAND matches every command whose name, as
   follow: the answer no longer parses).
 * ``delay: {command: COMMAND, ms: N}``: every answer to a matching command arrives N
   ms later: the scenario clock (:class:`scenarios.tap.ScenarioClock`, the trace's and
-  the token server's) moves on by N ms between the command and its response.
+  the token server's) moves on by N ms between the command and its response. A
+  running token server (``--server``) keeps its own clock: there a delay of an hour
+  or more (:data:`REMOTE_DELAY_LIMIT_MS`) is an error, a shorter one moves the trace's
+  clock only.
 * ``flip_signature: {tag: 9F4B|90|9F46, bit: N}``: ``corrupt {tag, bit}`` on any
   command: the first answer carrying the Signed Dynamic Application Data, the
   Issuer or the ICC Public Key Certificate has one bit flipped (ODA must fail).
@@ -69,7 +72,8 @@ What each kind does (COMMAND matches every command whose name, as
   not replenished before this tap. ``keys: expired``: the phone is topped up if it is
   empty, then the token server's clock moves past the keys' time to live
   (``ServerConfig.ttl_hours`` + 1 hour); the phone's own clock does not move, so it
-  still uses its keys and the server declines them (``expired_key``). HCE cards only.
+  still uses its keys and the server declines them (``expired_key``). HCE cards only;
+  ``expired`` needs the embedded server (a running one, ``--server``, keeps its clock).
 * ``ca_key: missing``: the terminal's CA key store lacks the card's CA key (RID and
   index) for this tap; ``ca_key: wrong``: it holds a freshly generated key of the
   same size and exponent under the card's RID and index. Cards with offline data
@@ -96,6 +100,7 @@ from terminal.pos import TransactionResult
 __all__ = [
     "HOST_TIMEOUT_S",
     "KINDS",
+    "REMOTE_DELAY_LIMIT_MS",
     "CaKeyFault",
     "CorruptFault",
     "DelayFault",
@@ -115,6 +120,9 @@ __all__ = [
 
 HOST_TIMEOUT_S = 10.0
 """The terminal's host time-out a ``host: slow`` answer misses (HttpHost's default)."""
+REMOTE_DELAY_LIMIT_MS = 3_600_000
+"""The shortest ``delay`` that needs the embedded server: an hour, the unit of a key's
+time to live (docs/cbp.md), from which on the token server's clock must move too."""
 SIGNATURE_TAGS = {
     0x9F4B: "Signed Dynamic Application Data",
     0x90: "Issuer Public Key Certificate",
@@ -583,6 +591,14 @@ class DelayFault(LinkFault):
         self.command = _Matcher(fault, "command", params["command"])
         self.ms = _integer(fault, "ms", params["ms"])
 
+    def prepare(self, env: TapEnvironment) -> None:
+        if env.remote is not None and self.ms >= REMOTE_DELAY_LIMIT_MS:
+            raise self.error(
+                f"{self.ms} ms: a delay of an hour or more moves the token server's clock "
+                "too (limited-use keys live for hours): needs the embedded server, not a "
+                "running one (--server)"
+            )
+
     def exchange(self, command: bytes) -> bytes:
         response = self.card.transceive(command)
         if self.command(command):
@@ -740,6 +756,11 @@ class KeysFault(InjectedFault):
         if phone is None:
             raise self.error(
                 f"{self.mode}: profile {env.profile.name} is a plastic card (no limited-use keys)"
+            )
+        if self.mode == "expired" and env.remote is not None:
+            raise self.error(
+                "expired: needs the embedded server (it moves the token server's clock), "
+                "not a running one (--server)"
             )
         self.fired = True
         if self.mode == "expired":

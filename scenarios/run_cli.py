@@ -1,7 +1,7 @@
 """``emvtap run``: run YAML tap scenarios (docs/scenarios.md) and report.
 
 ``emvtap run PATH... [-k EXPR] [-j N] [--junit FILE] [--html FILE] [--trace-dir DIR]
-[--clear] [--quiet]`` loads every scenario in the files and folders given
+[--hsm SPEC] [--clear] [--quiet]`` loads every scenario in the files and folders given
 (:func:`scenarios.loader.load_paths`), keeps those ``-k`` selects
 (:func:`scenarios.runner.select`), runs them on ``-j`` workers
 (:func:`scenarios.runner.run`) and prints:
@@ -16,10 +16,23 @@
 
 ``--junit``, ``--html`` and ``--trace-dir`` write the reports of
 :mod:`scenarios.reports`. PANs are masked everywhere unless ``--clear``.
+``--hsm pkcs11:MODULE[:TOKEN]`` (:mod:`scenarios.hsm_spec`, PIN in ``EMVTAP_HSM_PIN``)
+puts every scenario's token server keys on that PKCS#11 token, each scenario under
+a label prefix of its own, destroyed when it ends; the token is opened once first,
+so a bad spec, module, token or PIN is a usage error before anything runs.
+``--server URL`` (with ``--server-cert FILE`` or ``--server-pin HEX``, the admin
+credential in ``EMVTAP_SERVER_CREDENTIAL``, and for plastic cards the server's
+IMK-AC in ``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) runs every scenario against
+that running token server instead of one in the process; the server is checked
+first (it answers, the pin matches, the credential is an admin's, which makes the
+run's acquirer credential), so a server that cannot be used is a usage error
+before anything runs; a scenario the server cannot serve (``keys: expired``, a
+plastic card without ``EMVTAP_IMK_AC``) errors with the reason.
 
 Exit status: 0 when every scenario passed, 1 when any failed or errored, 2 for a
 usage error (a file that does not load: ``emvtap: error: FILE:LINE: FIELD: PROBLEM``,
-no scenario found or selected, a bad option).
+no scenario found or selected, a bad option, an HSM that cannot be opened, a
+token server that cannot be used).
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from scenarios import reports
+from scenarios.hsm_spec import PIN_ENV, parse_hsm
+from scenarios.remote import add_server_options, connect, server_from_args
 from scenarios.subcommands import Subcommands, mask_option
 
 if TYPE_CHECKING:
@@ -99,11 +114,21 @@ def add_run_command(commands: Subcommands) -> None:
         help="write each tap's trace to DIR/<scenario-id>/tap-<n>.txt and .pcapng",
     )
     run.add_argument(
+        "--hsm",
+        default="soft",
+        metavar="SPEC",
+        help="the token servers' HSM: 'soft' (default: a key file per scenario) or "
+        "'pkcs11:MODULE[:TOKEN]' (a PKCS#11 module path and token label, by default the "
+        f"module's only token; the user PIN comes from {PIN_ENV}); each scenario's keys "
+        "get a label prefix of their own and are destroyed when it ends",
+    )
+    run.add_argument(
         "-q",
         "--quiet",
         action="store_true",
         help="no progress and no summary table: only failures and the last line",
     )
+    add_server_options(run)
     mask_option(run)
     run.set_defaults(handler=_run)
 
@@ -184,12 +209,26 @@ def _prepare_outputs(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     from scenarios.runner import run  # noqa: PLC0415
 
+    pkcs11 = parse_hsm(args.hsm)
+    remote = server_from_args(args)
+    if remote is not None and pkcs11 is not None:
+        raise RunUsageError("--hsm: a running token server (--server) has its own HSM")
     chosen = _load(args)
+    if pkcs11 is not None:
+        pkcs11.check()
+    if remote is not None:
+        remote = connect(remote)  # one acquirer credential for the whole run
     _prepare_outputs(args)
     progress = Progress(len(chosen), sys.stderr, bar=sys.stderr.isatty())
     started = time.monotonic()
     try:
-        results = run(chosen, jobs=args.jobs, progress=None if args.quiet else progress)
+        results = run(
+            chosen,
+            jobs=args.jobs,
+            progress=None if args.quiet else progress,
+            hsm=None if pkcs11 is None else pkcs11.environment_hsm,
+            remote=remote,
+        )
     finally:
         progress.close()
     seconds = time.monotonic() - started

@@ -23,6 +23,18 @@ back by pickling (traces included), in the order given, whatever order they fini
 in; a worker that dies errors its scenario instead of hanging the run. As with any
 ``spawn`` start, a script that calls :func:`run` must guard its entry point with
 ``if __name__ == "__main__":``.
+
+Both take ``hsm``, what opens each environment's token server HSM (the soft HSM by
+default): for ``emvtap run --hsm pkcs11:...`` it is
+:meth:`scenarios.hsm_spec.Pkcs11Spec.environment_hsm`, a key namespace of the
+scenario's own on the token, emptied when the scenario ends. With ``jobs`` > 1 it
+goes to the workers by pickling (a bound method of a spec pickles; the PIN stays in
+the environment, which the workers inherit).
+
+They also take ``remote``, a token server that is already running
+(:class:`scenarios.remote.RemoteServer`, ``emvtap run --server URL``): every
+environment then sets its card up there over HTTPS (:class:`TapEnvironment`'s
+``remote``); it pickles to the workers too.
 """
 
 from __future__ import annotations
@@ -33,11 +45,14 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import AbstractContextManager
+from functools import partial
 from multiprocessing.reduction import ForkingPickler
 from types import MappingProxyType
 from typing import Any
 
 from emv.trace import Trace
+from hce.hsm.interface import Hsm
 from scenarios.expect import check_tap
 from scenarios.faults import TapFaults
 from scenarios.model import (
@@ -49,6 +64,7 @@ from scenarios.model import (
     TapResult,
     TapSpec,
 )
+from scenarios.remote import RemoteServer
 from scenarios.tap import TapEnvironment
 from scenarios.tap_cli import TYPES, currency_exponent, parse_amount, parse_currency
 from terminal.config import TerminalConfig
@@ -56,10 +72,12 @@ from terminal.pos import TransactionResult
 from terminal.report import render
 from terminal.transaction import TransactionType
 
-__all__ = ["CheckTap", "SelectError", "TapError", "run", "run_scenario", "select"]
+__all__ = ["CheckTap", "HsmSource", "SelectError", "TapError", "run", "run_scenario", "select"]
 
 CheckTap = Callable[[Expectation, TransactionResult, Trace, Source], list[Check]]
 """How a tap is checked: :func:`scenarios.expect.check_tap`'s signature."""
+HsmSource = Callable[[], AbstractContextManager[Hsm]]
+"""What opens an environment's HSM (``TapEnvironment``'s ``hsm``); None: the soft HSM."""
 
 
 class TapError(ValueError):
@@ -134,16 +152,24 @@ def _run_tap(env: TapEnvironment, tap: TapSpec, out: TapResult, check: CheckTap)
     out.checks = list(check(tap.expect, result, trace, tap.source))
 
 
-def run_scenario(scenario: Scenario, *, check: CheckTap | None = None) -> ScenarioResult:
+def run_scenario(
+    scenario: Scenario,
+    *,
+    check: CheckTap | None = None,
+    hsm: HsmSource | None = None,
+    remote: RemoteServer | None = None,
+) -> ScenarioResult:
     """Run ``scenario`` (module docstring); ``check`` checks each tap (default:
-    :func:`scenarios.expect.check_tap`). Never raises for anything the scenario does."""
+    :func:`scenarios.expect.check_tap`), ``hsm`` opens the token server's HSM (default:
+    a soft HSM), ``remote`` is a running token server to use instead of one in this
+    process. Never raises for anything the scenario does."""
     started = time.perf_counter()
     result = ScenarioResult(scenario, "passed")
     try:
         checker = check or check_tap
         for tap in scenario.taps:  # every fault checked before anything is built
             TapFaults(tap.faults)
-        with TapEnvironment.from_scenario(scenario) as env:
+        with TapEnvironment.from_scenario(scenario, hsm=hsm, remote=remote) as env:
             for index, tap in enumerate(scenario.taps):
                 out = TapResult(index)
                 result.taps.append(out)
@@ -181,11 +207,13 @@ def _reduce_mapping_proxy(
 ForkingPickler.register(MappingProxyType, _reduce_mapping_proxy)
 
 
-def _run_indexed(item: tuple[int, Scenario]) -> tuple[int, ScenarioResult]:
+def _run_indexed(
+    item: tuple[int, Scenario], hsm: HsmSource | None = None, remote: RemoteServer | None = None
+) -> tuple[int, ScenarioResult]:
     """A worker's job: one scenario, with its position; a result that would not pickle
     back comes back errored (without its traces) rather than failing the run."""
     index, scenario = item
-    result = run_scenario(scenario)
+    result = run_scenario(scenario, hsm=hsm, remote=remote)
     try:
         ForkingPickler.dumps(result)
     except (pickle.PicklingError, TypeError, AttributeError) as err:
@@ -202,24 +230,30 @@ def run(
     scenarios: Iterable[Scenario],
     jobs: int = 1,
     progress: Callable[[ScenarioResult], None] | None = None,
+    *,
+    hsm: HsmSource | None = None,
+    remote: RemoteServer | None = None,
 ) -> list[ScenarioResult]:
     """Run every scenario; the results in the order given. ``jobs`` > 1 runs them on
     that many ``spawn``-started worker processes; ``progress`` is called in this
-    process with each result as it comes (in the order they finish)."""
+    process with each result as it comes (in the order they finish); ``hsm`` opens
+    each scenario's HSM (module docstring; default: a soft HSM); ``remote`` a running
+    token server every scenario uses instead (module docstring)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     items = list(scenarios)
     if jobs == 1 or len(items) <= 1:
         results = []
         for scenario in items:
-            results.append(run_scenario(scenario))
+            results.append(run_scenario(scenario, hsm=hsm, remote=remote))
             if progress is not None:
                 progress(results[-1])
         return results
     done: list[ScenarioResult | None] = [None] * len(items)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
-        futures = {pool.submit(_run_indexed, item): item[0] for item in enumerate(items)}
+        job = partial(_run_indexed, hsm=hsm, remote=remote)
+        futures = {pool.submit(job, item): item[0] for item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]
             try:

@@ -43,6 +43,7 @@ from hce.server.service import InitSummary, KeyImport, TokenService
 from hce.server.store import SqliteStore
 from hce.server.tls import TlsFiles, make_test_pki
 from scenarios.about import version
+from scenarios.hsm_spec import PIN_ENV, parse_hsm, pkcs11_pin
 from scenarios.subcommands import Subcommands, command_group
 
 __all__ = ["add_server_commands"]
@@ -51,7 +52,6 @@ CONFIG = "server.json"
 MASTER_KEY = "master.key"
 KEY_FILE = "hsm.keys"
 STORE = "store.sqlite"
-PIN_ENV = "EMVTAP_HSM_PIN"
 CLI_ADMIN = Principal("admin", "server-cli")
 """Who the audit log names for what the CLI does: whoever holds the server directory."""
 
@@ -139,8 +139,9 @@ def add_server_commands(commands: Subcommands) -> None:
         "--hsm",
         default="soft",
         metavar="SPEC",
-        help="'soft' (default: an encrypted key file in DIR) or 'pkcs11:MODULE:TOKEN' "
-        f"(a PKCS#11 module path and token label; the user PIN comes from {PIN_ENV})",
+        help="'soft' (default: an encrypted key file in DIR) or 'pkcs11:MODULE[:TOKEN]' "
+        "(a PKCS#11 module path and token label, by default the module's only token; "
+        f"the user PIN comes from {PIN_ENV})",
     )
     init.add_argument(
         "--import-imk-ac",
@@ -199,33 +200,15 @@ def _add_personalise(sub: Subcommands) -> None:
     personalise.set_defaults(handler=_personalise)
 
 
-def _pkcs11_spec(spec: str) -> tuple[str, str]:
-    """``pkcs11:MODULE:TOKEN`` -> (module path, token label)."""
-    parts = spec.split(":")
-    if len(parts) != 3 or parts[0] != "pkcs11" or not parts[1] or not parts[2]:
-        raise ServerSetupError(f"--hsm {spec!r}: expected 'soft' or 'pkcs11:MODULE:TOKEN'")
-    return parts[1], parts[2]
-
-
-def _pkcs11_pin() -> str:
-    pin = os.environ.get(PIN_ENV)
-    if not pin:
-        raise ServerSetupError(
-            f"a PKCS#11 HSM needs its user PIN in the environment variable {PIN_ENV}"
-        )
-    return pin
-
-
 @contextmanager
 def open_hsm(directory: ServerDir, spec: str) -> Iterator[Hsm]:
-    """The HSM named by ``spec`` ('soft' or 'pkcs11:MODULE:TOKEN'), closed afterwards."""
-    if spec == "soft":
+    """The HSM named by ``spec`` ('soft' or 'pkcs11:MODULE[:TOKEN]', read by
+    :func:`scenarios.hsm_spec.parse_hsm`), closed afterwards."""
+    pkcs11 = parse_hsm(spec)
+    if pkcs11 is None:
         yield SoftHsm.open(directory.key_file, directory.master())
         return
-    from hce.hsm.pkcs11 import Pkcs11Hsm  # noqa: PLC0415  (python-pkcs11 is an optional extra)
-
-    module, token = _pkcs11_spec(spec)
-    with Pkcs11Hsm(module, token, _pkcs11_pin()) as hsm:
+    with pkcs11.open() as hsm:
         yield hsm
 
 
@@ -245,9 +228,8 @@ def _init(args: argparse.Namespace) -> int:
     directory = ServerDir(args.directory)
     if directory.config.exists():
         raise ServerSetupError(f"{directory.path} is already a server directory")
-    if args.hsm != "soft":
-        _pkcs11_spec(args.hsm)
-        _pkcs11_pin()
+    if parse_hsm(args.hsm) is not None:
+        pkcs11_pin()
     imk_ac = _imk_ac_import(args)
     created = not directory.path.exists()
     existed = set() if created else set(directory.path.iterdir())

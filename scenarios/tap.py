@@ -20,6 +20,16 @@ HTTPS on 127.0.0.1 through :class:`terminal.host.HttpHost`, against an
 :class:`hce.server.http.ApiServer` with a throw-away TLS PKI
 (:func:`hce.server.tls.make_test_pki`), stopped by :meth:`TapEnvironment.close`.
 
+What a card needs from its token server goes through a :class:`BackOffice` (the
+admin's side: tokens, devices, plastic cards, suspensions) and a :class:`Device`
+(the phone's side: key batches, the log, personalisation): in this process
+:class:`LocalBackOffice` over the :class:`hce.server.TokenService`; with ``remote``
+(``emvtap run --server URL``, :mod:`scenarios.remote`) a token server that is
+already running, reached only over HTTPS: nothing is made in the process but the
+card, the phone and the terminal, a plastic card gets a fresh PAN of its BIN (a
+server enrols a PAN once) and keys under the IMK-AC the server imported, and the
+host is always :class:`terminal.host.HttpHost` with an acquirer credential.
+
 Each :meth:`TapEnvironment.tap` records the exchanges (:class:`emv.trace.RecordingLink`,
 with the real clock unless ``trace_clock`` is given) and returns the terminal's
 :class:`terminal.pos.TransactionResult` with the :class:`emv.trace.Trace`. The
@@ -47,14 +57,15 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 
@@ -74,15 +85,24 @@ from hce.card import (
 )
 from hce.card.personalise import certify_icc_key, for_token, personalise_certified
 from hce.card.profile import PROFILES_DIR, ProfileError, parse_profile
-from hce.hsm.interface import HsmError
+from hce.hsm.interface import Hsm, HsmError
 from hce.hsm.soft import SoftHsm
-from hce.server import Principal, ServerConfig, SqliteStore, TokenService
+from hce.server import Principal, ServerConfig, SqliteStore, TokenRecord, TokenService
 from hce.server.errors import Conflict, ServiceError
 from hce.server.http import ApiServer, tls_context
+from hce.server.personalisation import Personalisation
 from hce.server.service import CA_KEY, ISSUER_KEY, KeyImport
 from hce.server.tls import make_test_pki
-from hce.wallet import Wallet, WalletFile
+from hce.wallet import KeyFamily, ServerError, TokenServer, Wallet, WalletFile
 from scenarios.model import CardSpec, Scenario, ServerState, TerminalSpec
+from scenarios.remote import (
+    IMK_AC_ENV,
+    RemoteBackOffice,
+    RemoteError,
+    RemoteServer,
+    check_certified,
+    fresh_pan,
+)
 from terminal.config import (
     ConfigError,
     TerminalConfig,
@@ -99,7 +119,11 @@ __all__ = [
     "FUNDING_PANS",
     "MERGED_BY_POSITION",
     "PHONE_PIN",
+    "BackOffice",
+    "Device",
     "HostMode",
+    "LocalBackOffice",
+    "LocalDevice",
     "Phone",
     "ScenarioClock",
     "ServiceHost",
@@ -108,6 +132,7 @@ __all__ = [
     "load_card",
     "load_terminal",
     "provision",
+    "provision_with",
 ]
 
 HostMode = Literal["inprocess", "http", "none"]
@@ -312,6 +337,133 @@ class ServiceHost:
         )
 
 
+# --- what a card needs from its token server ----------------------------------------------------
+
+
+class Device(TokenServer, Protocol):
+    """A registered phone's view of its token server: key batches and the log (the
+    wallet's :class:`hce.wallet.TokenServer`), and personalisation."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    def personalise(self, profile: CardProfile, icc_key: oda.RsaPublicKey) -> Personalisation:
+        """The certificates of the ICC key the phone made for its token's card of
+        ``profile`` (PSN, expiry, CA index and, when told, the CA's public key)."""
+        ...
+
+
+class BackOffice(Protocol):
+    """A token server as an environment's admin uses it (module docstring)."""
+
+    def enrol_token(self, funding_pan: str, expiry: str, psn: str, scheme: str) -> TokenRecord:
+        """A new token for ``funding_pan`` (expiry YYMM)."""
+        ...
+
+    def register_device(self, token_id: str, public_key: bytes) -> Device:
+        """Register a phone's P-256 device key for the token; the phone's view."""
+        ...
+
+    def enrol_card(
+        self, pan: str, expiry: str, psn: str, scheme: str, cryptogram_version: str
+    ) -> str:
+        """Enrol a plastic card with the issuer host; its card id."""
+        ...
+
+    def suspend_token(self, token_id: str) -> None: ...
+
+    def suspend_card(self, card_id: str) -> None: ...
+
+
+def _card_expiry(expiry: str) -> bytes:
+    """A token's expiry YYMM as the card's 5F24: the month's last day (YYMMDD)."""
+    year, month = 2000 + int(expiry[:2]), int(expiry[2:])
+    return bytes.fromhex(f"{expiry}{calendar.monthrange(year, month)[1]:02d}")
+
+
+@dataclass(frozen=True)
+class LocalDevice:
+    """:class:`Device` over a :class:`TokenService` in this process, as the device.
+
+    With ``issuer`` the ICC key is certified with that signer instead of asking the
+    server to personalise its shipped profile of that name (for a profile with
+    overrides, which the server does not know; the signer is the server's issuer key
+    in its HSM), for ``token``."""
+
+    service: TokenService
+    device_id: str
+    principal: Principal
+    issuer: HsmSigner | None = None
+    token: TokenRecord | None = None
+
+    def fetch_batch(self, kind: KeyFamily, count: int, pin: str | None) -> tuple[bytes, bytes]:
+        batch = self.service.issue_batch(self.device_id, kind, count, pin, actor=self.principal)
+        return batch.header.to_bytes(), batch.envelope
+
+    def upload_log(
+        self, previous: bytes, entries: Sequence[bytes], macs: Sequence[bytes]
+    ) -> dict[str, Any]:
+        report = self.service.reconcile(
+            self.device_id, list(entries), list(macs), previous, actor=self.principal
+        )
+        return report.as_dict()
+
+    def personalise(self, profile: CardProfile, icc_key: oda.RsaPublicKey) -> Personalisation:
+        if self.issuer is None:
+            return self.service.personalise_device(
+                self.device_id, profile.name, icc_key, actor=self.principal
+            )
+        token = self.token
+        if token is None:
+            raise RuntimeError(f"device {self.device_id}: certifying needs its token")
+        psn, expiry = bytes.fromhex(token.psn), _card_expiry(token.expiry)
+        config = self.service.config
+        card_profile = for_token(
+            profile, pan=token.token_pan, psn=psn, expiry=expiry, ca_index=config.ca_index
+        )
+        certificates = certify_icc_key(card_profile, self.issuer, icc_key)
+        return Personalisation(
+            token.token_id, profile.name, psn, expiry, config.ca_rid, config.ca_index, certificates
+        )
+
+
+@dataclass
+class LocalBackOffice:
+    """:class:`BackOffice` over a :class:`TokenService` in this process, as ``admin``;
+    ``issuer``: see :class:`LocalDevice`."""
+
+    service: TokenService
+    admin: Principal
+    issuer: HsmSigner | None = None
+    _tokens: dict[str, TokenRecord] = field(default_factory=dict, repr=False)
+
+    def enrol_token(self, funding_pan: str, expiry: str, psn: str, scheme: str) -> TokenRecord:
+        token = self.service.enrol_token(funding_pan, expiry, psn, scheme, actor=self.admin)
+        self._tokens[token.token_id] = token
+        return token
+
+    def register_device(self, token_id: str, public_key: bytes) -> LocalDevice:
+        registered = self.service.register_device(token_id, public_key, actor=self.admin)
+        principal = self.service.authenticate(registered.credential)
+        return LocalDevice(
+            self.service, registered.device_id, principal, self.issuer, self._tokens.get(token_id)
+        )
+
+    def enrol_card(
+        self, pan: str, expiry: str, psn: str, scheme: str, cryptogram_version: str
+    ) -> str:
+        record = self.service.enrol_card(
+            pan, expiry, psn, scheme, cryptogram_version, actor=self.admin
+        )
+        return record.card_id
+
+    def suspend_token(self, token_id: str) -> None:
+        self.service.suspend(token_id, actor=self.admin)
+
+    def suspend_card(self, card_id: str) -> None:
+        self.service.suspend_card(card_id, actor=self.admin)
+
+
 # --- a phone provisioned by the token server ---------------------------------------------------
 
 
@@ -319,21 +471,23 @@ class ServiceHost:
 class Phone:
     """A wallet provisioned by the token server, and the card the phone emulates with it.
 
+    ``server`` is the phone's view of its token server (batches come from it);
     ``pin`` is the mobile PIN of a phone that verified its user (CDCVM): its single-use
-    key batches carry the user-verified keys masked by it (docs/cbp.md)."""
+    key batches carry the user-verified keys masked by it (docs/cbp.md); ``ca_key``
+    the CA public key the personalisation answer told (None when it did not)."""
 
-    service: TokenService
+    server: TokenServer
     profile: CardProfile  # the HCE profile (shipped, or with a scenario's overrides)
     file: WalletFile
     wallet: Wallet
     device_id: str
-    device: Principal
     token_id: str
     token_pan: str
     psn: bytes
     card: Card
     clock: Clock = field(default=_utc_now, repr=False)
     pin: str | None = field(default=None, repr=False)
+    ca_key: oda.RsaPublicKey | None = field(default=None, repr=False)
 
     @property
     def family(self) -> Literal["LUK", "SUK"]:
@@ -346,14 +500,8 @@ class Phone:
     def replenish(self, count: int) -> None:
         """A batch of ``count`` keys from the server, loaded into the wallet."""
         pin = self.pin if self.family == "SUK" else None
-        batch = self.service.issue_batch(self.device_id, self.family, count, pin, actor=self.device)
-        self.wallet.load_batch(batch.header.to_bytes(), batch.envelope)
-
-
-def _card_expiry(expiry: str) -> bytes:
-    """A token's expiry YYMM as the card's 5F24: the month's last day (YYMMDD)."""
-    year, month = 2000 + int(expiry[:2]), int(expiry[2:])
-    return bytes.fromhex(f"{expiry}{calendar.monthrange(year, month)[1]:02d}")
+        header, envelope = self.server.fetch_batch(self.family, count, pin)
+        self.wallet.load_batch(header, envelope)
 
 
 def provision(
@@ -368,60 +516,67 @@ def provision(
     cdcvm: bool = False,
     issuer: HsmSigner | None = None,
 ) -> Phone:
-    """Enrol a token for ``profile``'s brand, register the phone's device, personalise the
-    card (the phone makes its ICC key, the server certifies the public half through its
-    HSM) and load ``keys`` limited-use keys (none when 0).
+    """:func:`provision_with` the token server ``service`` in this process, as ``admin``.
 
-    ``cdcvm``: the phone verified its user (Consumer Device CVM) with :data:`PHONE_PIN`,
-    so the card reports it and a mastercard-like wallet gets user-verified keys.
     ``issuer``: certify the ICC key with this signer instead of asking the server to
     personalise its shipped profile of that name (for a profile with overrides, which
     the server does not know; the signer is the server's issuer key in its HSM)."""
-    token = service.enrol_token(
-        funding_pan or FUNDING_PANS[profile.brand],
-        TOKEN_EXPIRY,
-        "01",
-        profile.brand,
-        actor=admin,
+    return provision_with(
+        LocalBackOffice(service, admin, issuer),
+        profile,
+        home,
+        keys=keys,
+        funding_pan=funding_pan,
+        clock=clock,
+        cdcvm=cdcvm,
+    )
+
+
+def provision_with(
+    office: BackOffice,
+    profile: CardProfile,
+    home: Path,
+    *,
+    keys: int = 3,
+    funding_pan: str | None = None,
+    clock: Clock = _utc_now,
+    cdcvm: bool = False,
+) -> Phone:
+    """Enrol a token for ``profile``'s brand, register the phone's device, personalise the
+    card (the phone makes its ICC key, the server certifies the public half through its
+    HSM) and load ``keys`` limited-use keys (none when 0), all through ``office``.
+
+    ``cdcvm``: the phone verified its user (Consumer Device CVM) with :data:`PHONE_PIN`,
+    so the card reports it and a mastercard-like wallet gets user-verified keys."""
+    token = office.enrol_token(
+        funding_pan or FUNDING_PANS[profile.brand], TOKEN_EXPIRY, "01", profile.brand
     )
     home.mkdir(parents=True, exist_ok=True)
     file = WalletFile(home / "wallet", home / "device.secret", "phone-1")
     wallet = Wallet.register(file, clock)
-    registered = service.register_device(token.token_id, wallet.device_point, actor=admin)
-    device = service.authenticate(registered.credential)
+    device = office.register_device(token.token_id, wallet.device_point)
     wallet.enrol(token.token_pan, bytes.fromhex(token.token_id))
     spec = next(app.oda for app in profile.applications if app.oda.enabled)
     icc_key = oda.generate_rsa_key(spec.icc_key_bits, spec.icc_exponent)
-    if issuer is None:
-        answer = service.personalise_device(
-            registered.device_id, profile.name, icc_key.public_key, actor=device
-        )
-        psn, expiry, ca_index = answer.psn, answer.expiry, answer.ca_index
-        card_profile = for_token(
-            profile, pan=token.token_pan, psn=psn, expiry=expiry, ca_index=ca_index
-        )
-        certificates = answer.certificates
-    else:
-        psn, expiry = bytes.fromhex(token.psn), _card_expiry(token.expiry)
-        card_profile = for_token(
-            profile, pan=token.token_pan, psn=psn, expiry=expiry, ca_index=service.config.ca_index
-        )
-        certificates = certify_icc_key(card_profile, issuer, icc_key.public_key)
-    image = personalise_certified(card_profile, icc_key, certificates)
+    answer = device.personalise(profile, icc_key.public_key)
+    card_profile = for_token(
+        profile, pan=token.token_pan, psn=answer.psn, expiry=answer.expiry, ca_index=answer.ca_index
+    )
+    image = personalise_certified(card_profile, icc_key, answer.certificates)
     pin = PHONE_PIN if cdcvm else None
     phone = Phone(
-        service,
+        device,
         profile,
         file,
         wallet,
-        registered.device_id,
-        device,
+        device.device_id,
         token.token_id,
         token.token_pan,
-        psn,
+        answer.psn,
         Card(image, HceKeys(wallet, cdcvm=cdcvm, pin=pin)),
         clock,
         pin,
+        answer.ca_key,
     )
     if keys:
         phone.replenish(keys)
@@ -463,7 +618,18 @@ class TapEnvironment:
     and token server state of an HCE card (:class:`scenarios.model.ServerState`;
     None: :data:`PHONE_KEYS` keys, no CDCVM, an active token, replenished when
     empty). For a plastic card only ``server.token`` counts (a suspended card
-    is declined by its issuer host); ``cdcvm`` is refused.
+    is declined by its issuer host); ``cdcvm`` is refused. ``hsm`` opens the token
+    server's HSM when the environment is built and is closed by :meth:`close` (e.g.
+    :meth:`scenarios.hsm_spec.Pkcs11Spec.environment_hsm`: a PKCS#11 token under a
+    label prefix of the environment's own, its keys destroyed on close); None: a soft
+    HSM with a master key made now, in the directory.
+
+    ``remote``: use that running token server over HTTPS instead of making one
+    (:mod:`scenarios.remote`); there is then no :attr:`service` or :attr:`hsm`, the
+    host is :class:`terminal.host.HttpHost` whatever ``host`` says but "none", a
+    plastic card needs :attr:`RemoteServer.imk_ac <scenarios.remote.RemoteServer>`,
+    an HCE card must be a shipped profile whose certified data its overrides leave
+    alone, and ``server_config`` and ``hsm`` are refused (the server has its own).
 
     :attr:`history` keeps every tap's :class:`terminal.pos.TransactionResult`."""
 
@@ -480,8 +646,14 @@ class TapEnvironment:
         server_config: ServerConfig | None = None,
         scenario_clock: ScenarioClock | None = None,
         server: ServerState | None = None,
+        hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
+        remote: RemoteServer | None = None,
     ) -> None:
         self.profile = profile if isinstance(profile, CardProfile) else load_profile(profile)
+        self.remote = remote
+        self.imk_ac: bytes | None = None  # the IMK-AC of the card's keys, when known here
+        self._hsm_source = hsm
+        self._hsm_stack = ExitStack()  # the HSM of ``hsm``, closed by close()
         self._owned = directory is None
         self.directory = (
             Path(tempfile.mkdtemp(prefix="emvtap-tap-")) if directory is None else directory
@@ -512,10 +684,13 @@ class TapEnvironment:
         random: Callable[[int], bytes] = os.urandom,
         clock: Callable[[], datetime] = datetime.now,
         scenario_clock: ScenarioClock | None = None,
+        hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
+        remote: RemoteServer | None = None,
     ) -> TapEnvironment:
         """The environment ``scenario`` describes: its card (:func:`load_card`), terminal
         (:func:`load_terminal`), host and server state. Relative card and terminal
-        files are looked up next to the scenario's file first."""
+        files are looked up next to the scenario's file first; ``hsm`` and ``remote``
+        as for the constructor."""
         folder = Path(scenario.source.file).parent if scenario.source.file else None
         profile = load_card(scenario.card, folder)
         config = load_terminal(scenario.terminal, folder)
@@ -528,6 +703,8 @@ class TapEnvironment:
             clock=clock,
             scenario_clock=scenario_clock,
             server=scenario.server,
+            hsm=hsm,
+            remote=remote,
         )
 
     def _build(
@@ -546,7 +723,19 @@ class TapEnvironment:
                 "to verify its user)"
             )
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.hsm = SoftHsm.create(self.directory / "hsm.keys", os.urandom(32))
+        if self.remote is not None:
+            if server_config is not None or self._hsm_source is not None:
+                raise ValueError(
+                    "a remote token server has its own configuration and HSM "
+                    "(server_config, hsm: not with remote)"
+                )
+            self._wire(config, host, trust_card_ca, self._remote_card(self.remote))
+            return
+        self.hsm: Hsm
+        if self._hsm_source is None:
+            self.hsm = SoftHsm.create(self.directory / "hsm.keys", os.urandom(32))
+        else:
+            self.hsm = self._hsm_stack.enter_context(self._hsm_source())
         self._store = SqliteStore(self.directory / "store.sqlite")
         self.service = TokenService(
             self.hsm, self._store, self.scenario_clock.now, server_config or ServerConfig()
@@ -565,12 +754,23 @@ class TapEnvironment:
             "acquirer", "emvtap-tap", actor=self.admin
         )
         self.acquirer = self.service.authenticate(self.acquirer_credential)
+        self.office: BackOffice = LocalBackOffice(self.service, self.admin)
         ca_key: oda.CaPublicKey | None
         if issuer is not None:
             self.issuer = issuer
             self.emulated, ca_key = self._plastic_card(issuer)
         else:
             self.emulated, ca_key = self._hce_card()
+        self._wire(config, host, trust_card_ca, ca_key)
+
+    def _wire(
+        self,
+        config: TerminalConfig | None,
+        host: HostMode,
+        trust_card_ca: bool,
+        ca_key: oda.CaPublicKey | None,
+    ) -> None:
+        """The terminal, trusting ``ca_key``, and its host."""
         self.ca_key = ca_key  # the card's CA public key, None when it does no ODA
         base = config if config is not None else default_config()
         trusted = [ca_key] if trust_card_ca and ca_key is not None else []
@@ -583,17 +783,15 @@ class TapEnvironment:
         """The card under ``issuer``'s keys, enrolled with the issuer host; its CA key
         (None for a card without offline data authentication)."""
         profile = self.profile
-        record = self.service.enrol_card(
+        self.card_id = self.office.enrol_card(
             profile.pan,
             profile.expiry.hex()[:4],
             profile.psn.hex(),
             profile.brand,
             profile.applications[0].cryptogram_version,
-            actor=self.admin,
         )
-        self.card_id = record.card_id
         if self.server_state.token == "suspended":
-            self.service.suspend_card(record.card_id, actor=self.admin)
+            self.office.suspend_card(self.card_id)
         image = personalise(profile, issuer.signer(profile))
         counters = FileCounterStore(self.directory / "counters.json")
         oda_done = any(app.oda.enabled for app in profile.applications)
@@ -604,23 +802,64 @@ class TapEnvironment:
         """The phone's card, provisioned; the server's CA key under the AID's RID and
         the index personalisation gave (8F). A profile the server does not ship (or one
         with overrides) is certified with the server's issuer key directly."""
-        state = self.server_state
         signer = None if _shipped(self.profile) else self._issuer_signer()
-        self.phone = provision(
-            self.service,
-            self.admin,
-            self.profile,
-            self.directory / "phone",
-            keys=state.keys,
-            cdcvm=state.cdcvm,
-            issuer=signer,
+        office = (
+            self.office if signer is None else LocalBackOffice(self.service, self.admin, signer)
+        )
+        phone = self._provision(office)
+        return phone.card, self._card_ca(phone, self.hsm.rsa_public_key(CA_KEY).oda_key())
+
+    def _provision(self, office: BackOffice) -> Phone:
+        """The phone, provisioned through ``office`` as the server state says."""
+        state = self.server_state
+        self.phone = provision_with(
+            office, self.profile, self.directory / "phone", keys=state.keys, cdcvm=state.cdcvm
         )
         if state.token == "suspended":
-            self.service.suspend(self.phone.token_id, actor=self.admin)
-        card = self.phone.card
-        app = next(app for app in card.image.profile.applications if app.oda.enabled)
-        server_ca = self.hsm.rsa_public_key(CA_KEY).oda_key()
-        return card, oda.CaPublicKey(app.aid[:5], app.oda.ca_index, server_ca)
+            office.suspend_token(self.phone.token_id)
+        return self.phone
+
+    @staticmethod
+    def _card_ca(phone: Phone, server_ca: oda.RsaPublicKey) -> oda.CaPublicKey:
+        """The server's CA key as the terminal looks it up for the phone's card: under
+        the AID's RID and the index personalisation gave (8F)."""
+        app = next(app for app in phone.card.image.profile.applications if app.oda.enabled)
+        return oda.CaPublicKey(app.aid[:5], app.oda.ca_index, server_ca)
+
+    def _remote_card(self, remote: RemoteServer) -> oda.CaPublicKey | None:
+        """The card, set up on the remote token server (class docstring); its CA key."""
+        office = RemoteBackOffice(remote)
+        self.office = office
+        self.acquirer_credential = remote.acquirer_credential or office.create_credential(
+            "acquirer", "emvtap-tap"
+        )
+        ca_key: oda.CaPublicKey | None
+        if self.profile.key_mode == "plastic":
+            if remote.imk_ac is None:
+                raise RemoteError(
+                    f"profile {self.profile.name} is a plastic card: with --server its keys "
+                    f"come from the IMK-AC the token server imported, in {IMK_AC_ENV} "
+                    "(32 hex digits)"
+                )
+            self.imk_ac = remote.imk_ac
+            self.profile = replace(self.profile, pan=fresh_pan(self.profile.pan))
+            self.issuer = SoftIssuer({self.profile.keys["imk_ac"]: remote.imk_ac})
+            self.emulated, ca_key = self._plastic_card(self.issuer)
+            return ca_key
+        if self.profile.name not in {path.stem for path in shipped_profiles()}:
+            raise RemoteError(
+                f"profile {self.profile.name}: a token server certifies only the HCE "
+                "profiles it ships; this card needs the embedded server (no --server)"
+            )
+        phone = self._provision(office)
+        if phone.ca_key is None:
+            raise RemoteError(
+                f"{remote.where}: its personalisation answer has no ca_public_key "
+                "(a server older than this emvtap?)"
+            )
+        check_certified(phone.card.image, phone.ca_key, date.today())
+        self.emulated = phone.card
+        return self._card_ca(phone, phone.ca_key)
 
     def _issuer_signer(self) -> HsmSigner:
         """The token server's issuer key for the profile's brand, in its HSM."""
@@ -635,6 +874,14 @@ class TapEnvironment:
     def _host(self, mode: HostMode) -> Host | None:
         if mode == "none":
             return None
+        if self.remote is not None and mode in ("inprocess", "http"):
+            return HttpHost(
+                self.remote.url,
+                self.acquirer_credential,
+                cafile=self.remote.cafile,
+                pin_sha256=self.remote.pin_sha256,
+                timeout=self.remote.timeout,
+            )
         if mode == "inprocess":
             return ServiceHost(self.service, self.acquirer)
         if mode == "http":
@@ -649,7 +896,9 @@ class TapEnvironment:
 
     @property
     def url(self) -> str:
-        """The token server's HTTPS URL (host mode "http" only)."""
+        """The token server's HTTPS URL (host mode "http", or a remote server)."""
+        if self.remote is not None:
+            return self.remote.url
         if self._server is None:
             raise ValueError("the token server is not served over HTTPS (host mode is not http)")
         return self._server.api.url
@@ -688,6 +937,10 @@ class TapEnvironment:
         try:
             phone.replenish(self.server_state.keys or PHONE_KEYS)
         except Conflict:
+            return False
+        except ServerError as err:  # over HTTPS: a refusal is 409 conflict
+            if err.status != 409:
+                raise
             return False
         return True
 
@@ -731,15 +984,19 @@ class TapEnvironment:
     # --- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the HTTPS server, close the store, remove a directory made here."""
+        """Stop the HTTPS server, close the store and an HSM of ``hsm``, remove a
+        directory made here."""
         if self._server is not None:
             self._server.stop()
             self._server = None
         if self._store is not None:
             self._store.close()
             self._store = None
-        if self._owned:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            self._hsm_stack.close()
+        finally:
+            if self._owned:
+                shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> TapEnvironment:
         return self

@@ -2,11 +2,17 @@
 
 ``emvtap tap --card PROFILE --amount 12.34`` builds a :class:`scenarios.tap.TapEnvironment`
 in a temporary directory (the card of a shipped profile or a YAML file, its issuer or
-token server with a soft HSM, the terminal of ``--config``, the host in process or
-over HTTPS on loopback), taps the card once, and prints the transaction
-(:func:`terminal.report.render`) and the decoded APDU trace; ``--json`` prints both
+token server with a soft HSM, or with ``--hsm pkcs11:MODULE[:TOKEN]`` its keys on a
+PKCS#11 token under a label prefix of their own, destroyed afterwards
+(:mod:`scenarios.hsm_spec`, PIN in ``EMVTAP_HSM_PIN``), the terminal of ``--config``,
+the host in process or over HTTPS on loopback), taps the card once, and prints the
+transaction (:func:`terminal.report.render`) and the decoded APDU trace; ``--json`` prints both
 as one JSON document instead. ``--trace-text``, ``--trace-json`` and ``--pcapng``
 write the trace (the pcapng opens in Wireshark with ``-d iso14443.subdissector,iso7816``).
+With ``--server URL`` (``--server-cert FILE`` or ``--server-pin HEX``; the admin
+credential in ``EMVTAP_SERVER_CREDENTIAL``, a plastic card's IMK-AC in
+``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) the card is set up on that running
+token server over HTTPS and the terminal's host is that server.
 
 Amounts are decimal in the transaction currency (``12.34`` is 1234 minor units
 for an exponent of 2, ISO 4217 minor units; the terminal's 5F36 for its own
@@ -15,7 +21,8 @@ currency). PANs are masked unless ``--clear``.
 Exit status: 0 when the transaction was approved, 1 when it ended with any other
 outcome (declined, try another interface, end application ...), 2 for a usage
 error (a bad amount or currency, an unknown profile, a configuration that does
-not load), reported as one line ``emvtap: error: ...``.
+not load, an HSM that cannot be opened, a token server that cannot be used), reported
+as one line ``emvtap: error: ...``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from pathlib import Path
 
 from emv import tags, trace
 from hce.card import CardProfile, ProfileError, load_profile, shipped_profiles
+from scenarios.hsm_spec import PIN_ENV, parse_hsm
+from scenarios.remote import add_server_options, connect, server_from_args
 from scenarios.subcommands import Subcommands, mask_option
 from scenarios.tap import TapEnvironment
 from terminal.config import TerminalConfig, load_config
@@ -129,6 +138,15 @@ def add_tap_command(commands: Subcommands) -> None:
         default="inprocess",
         help="reach the token server in process, or over HTTPS on 127.0.0.1",
     )
+    tap.add_argument(
+        "--hsm",
+        default="soft",
+        metavar="SPEC",
+        help="the token server's HSM: 'soft' (default) or 'pkcs11:MODULE[:TOKEN]' (a "
+        "PKCS#11 module path and token label, by default the module's only token; the "
+        f"user PIN comes from {PIN_ENV}); the keys made for the tap are destroyed after it",
+    )
+    add_server_options(tap)
     tap.add_argument("--trace-text", type=Path, metavar="FILE", help="write the transcript")
     tap.add_argument("--trace-json", type=Path, metavar="FILE", help="write JSON lines")
     tap.add_argument("--pcapng", type=Path, metavar="FILE", help="write pcapng for Wireshark")
@@ -151,6 +169,7 @@ def _profile(name: str) -> CardProfile:
 
 
 def _tap(args: argparse.Namespace) -> int:
+    pkcs11 = parse_hsm(args.hsm)
     profile = _profile(args.card)
     config = load_config(args.config)
     currency = parse_currency(args.currency) if args.currency else config.currency.hex()
@@ -165,7 +184,15 @@ def _tap(args: argparse.Namespace) -> int:
         raise TapUsageError("--amount-other: more than --amount (which includes it)")
     if other and args.type != "cashback":
         raise TapUsageError("--amount-other: only for --type cashback")
-    with TapEnvironment(profile, config=config, host=args.host) as environment:
+    hsm = None if pkcs11 is None else pkcs11.environment_hsm
+    remote = server_from_args(args)
+    if remote is not None:
+        if pkcs11 is not None:
+            raise TapUsageError("--hsm: a running token server (--server) has its own HSM")
+        remote = connect(remote, "emvtap-tap")
+    with TapEnvironment(
+        profile, config=config, host=args.host, hsm=hsm, remote=remote
+    ) as environment:
         result, recorded = environment.tap(amount, currency, TYPES[args.type], amount_other=other)
     mask = not args.clear
     if args.trace_text:
@@ -184,7 +211,8 @@ def _tap(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(f"Card:         {environment.profile.name} ({environment.profile.key_mode})")
-        print(f"Terminal:     {config.name}, host {args.host}")
+        where = args.host if remote is None else remote.url
+        print(f"Terminal:     {config.name}, host {where}")
         print(render(result, clear=args.clear, exponent=exponent))
         print(trace.to_text(recorded, mask=mask), end="")
     return 0 if result.approved else EXIT_DECLINED

@@ -47,6 +47,18 @@ What leaves the token besides results:
 The token is not a security boundary against whoever holds the user PIN (a DERIVE
 key can derive readable keys if asked): this module never asks, and exposes no
 session. One lock serialises the calls on the single logged-in session.
+
+Label namespaces: with ``label_prefix`` (e.g. ``"emvtap-env-3f9c.../"``) every label
+the caller names is stored on the token as prefix + label, so several users of one
+token (each scenario of ``emvtap run --hsm pkcs11:...``) keep their keys apart: a
+caller sees, finds and lists only its own labels, unprefixed, and
+:meth:`Pkcs11Hsm.destroy_namespace` removes them all. Every object of a namespace
+also has the prefix's bytes as CKA_ID, so the namespace is found by an exact search
+(C_FindObjects on TOKEN and ID) that never hands this session another user's
+objects, which another process may be destroying meanwhile. Without a prefix (the token
+server of ``emvtap server``) labels are stored as given and :meth:`Pkcs11Hsm.labels`
+lists the whole token. PKCS#11 login state is per process and token: open one
+Pkcs11Hsm per token at a time in a process (separate processes are independent).
 """
 
 from __future__ import annotations
@@ -63,7 +75,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import pkcs11
-from pkcs11 import KDF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11 import KDF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
 from pkcs11.mechanisms import GCMParams
 from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -277,18 +289,50 @@ class _Scratch:
             obj.destroy()
 
 
-class Pkcs11Hsm:
-    """The HSM on the PKCS#11 token labelled ``token_label`` of ``module``, logged in
-    with ``user_pin`` on one read-write session. Thread-safe (one lock per instance)."""
+def _only_token(module: str | os.PathLike[str]) -> pkcs11.Token:
+    """The one initialised token of ``module``; HsmError if there is none or several."""
+    where = f"PKCS#11 module {os.fspath(module)}"
+    try:
+        tokens = list(library(module).get_tokens(token_flags=TokenFlag.TOKEN_INITIALIZED))
+    except pkcs11.PKCS11Error as err:
+        raise HsmError(f"{where}: cannot list its tokens ({type(err).__name__})") from None
+    if not tokens:
+        raise HsmError(f"{where}: no initialised token")
+    if len(tokens) > 1:
+        names = ", ".join(repr(token.label) for token in tokens)
+        raise HsmError(f"{where}: several tokens ({names}): name one")
+    return tokens[0]
 
-    def __init__(self, module: str | os.PathLike[str], token_label: str, user_pin: str) -> None:
-        where = f"PKCS#11 token {token_label!r} of {os.fspath(module)}"
-        try:
-            token = library(module).get_token(token_label=token_label)
-        except pkcs11.NoSuchToken:
-            raise HsmError(f"{where}: no such token") from None
-        except pkcs11.PKCS11Error as err:
-            raise HsmError(f"{where}: {type(err).__name__}") from None
+
+def _token(module: str | os.PathLike[str], label: str) -> pkcs11.Token:
+    """The token labelled ``label`` of ``module``; HsmError if there is none."""
+    where = f"PKCS#11 token {label!r} of {os.fspath(module)}"
+    try:
+        return library(module).get_token(token_label=label)
+    except pkcs11.NoSuchToken:
+        raise HsmError(f"{where}: no such token") from None
+    except pkcs11.PKCS11Error as err:
+        raise HsmError(f"{where}: {type(err).__name__}") from None
+
+
+class Pkcs11Hsm:
+    """The HSM on the PKCS#11 token labelled ``token_label`` of ``module`` (None: the
+    module's only initialised token), logged in with ``user_pin`` on one read-write
+    session. Thread-safe (one lock per instance).
+
+    ``label_prefix`` namespaces the keys (module docstring): every label is stored
+    as ``label_prefix + label``, and only those labels are visible."""
+
+    def __init__(
+        self,
+        module: str | os.PathLike[str],
+        token_label: str | None,
+        user_pin: str,
+        *,
+        label_prefix: str = "",
+    ) -> None:
+        token = _only_token(module) if token_label is None else _token(module, token_label)
+        where = f"PKCS#11 token {token.label!r} of {os.fspath(module)}"
         try:
             self._session = token.open(user_pin=user_pin, rw=True)
         except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinLocked) as err:
@@ -296,11 +340,29 @@ class Pkcs11Hsm:
         except pkcs11.PKCS11Error as err:
             raise HsmError(f"{where}: cannot open a session ({type(err).__name__})") from None
         self._where = where
+        self._prefix = label_prefix
         self._lock = threading.Lock()
         self._open = True
 
     def __repr__(self) -> str:
-        return f"Pkcs11Hsm({self._where})"
+        namespace = f", labels {self._prefix!r}..." if self._prefix else ""
+        return f"Pkcs11Hsm({self._where}{namespace})"
+
+    @property
+    def label_prefix(self) -> str:
+        """What every label of this instance is prefixed with on the token ("" for none)."""
+        return self._prefix
+
+    def _stored_label(self, label: str) -> str:
+        """The token's CKA_LABEL for the caller's ``label``."""
+        return self._prefix + label
+
+    def _owned(self) -> dict[Attribute, Any]:
+        """The template of every object this instance stores, beside its label: a
+        stored object, and with a prefix CKA_ID = the prefix (module docstring)."""
+        if not self._prefix:
+            return {Attribute.TOKEN: True}
+        return {Attribute.TOKEN: True, Attribute.ID: self._prefix.encode()}
 
     def close(self) -> None:
         """Log out and close the session, once (the module stays loaded for the process)."""
@@ -348,7 +410,11 @@ class Pkcs11Hsm:
 
     def _find(self, object_class: ObjectClass, label: str) -> pkcs11.Object | None:
         """The stored object of that class and label (C_FindObjects run to its end)."""
-        template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
+        template = {
+            **self._owned(),
+            Attribute.CLASS: object_class,
+            Attribute.LABEL: self._stored_label(label),
+        }
         found = list(self._session.get_objects(template))
         return found[0] if found else None
 
@@ -384,7 +450,8 @@ class Pkcs11Hsm:
         """Refuse an empty label or one that any stored object already has."""
         if not label:
             raise HsmError("a key label must not be empty")
-        if list(self._session.get_objects({Attribute.LABEL: label, Attribute.TOKEN: True})):
+        template = {Attribute.LABEL: self._stored_label(label), Attribute.TOKEN: True}
+        if list(self._session.get_objects(template)):
             raise HsmError(f"label {label!r} is taken")
 
     # --- symmetric keys -----------------------------------------------------------------
@@ -398,7 +465,7 @@ class Pkcs11Hsm:
                 KeyType.DES2 if des2 else KeyType.AES,
                 None if des2 else KEY_LENGTHS[kind] * 8,
                 capabilities=MechanismFlag(0),
-                template=_stored(label, kind),
+                template={**_stored(self._stored_label(label), kind), **self._owned()},
             )
             return KeyInfo(label, kind, bytes(key[Attribute.CHECK_VALUE]))
 
@@ -417,7 +484,8 @@ class Pkcs11Hsm:
                     Attribute.CLASS: ObjectClass.SECRET_KEY,
                     Attribute.KEY_TYPE: KeyType.DES2 if kind is KeyKind.DES2 else KeyType.AES,
                     Attribute.VALUE: value,
-                    **_stored(label, kind),
+                    **_stored(self._stored_label(label), kind),
+                    **self._owned(),
                 }
             )
             check_value = bytes(key[Attribute.CHECK_VALUE])
@@ -435,9 +503,34 @@ class Pkcs11Hsm:
             return KeyInfo(label, kind, bytes(key[Attribute.CHECK_VALUE]))
 
     def labels(self) -> list[str]:
+        """The labels of the stored objects in this instance's namespace (unprefixed);
+        without a prefix, of every stored object on the token."""
         with self._call("labels", ""):
-            objects = self._session.get_objects({Attribute.TOKEN: True})
-            return sorted({obj[Attribute.LABEL] for obj in objects})
+            return sorted({self._unprefixed(obj) for obj in self._namespace()})
+
+    def _namespace(self) -> list[pkcs11.Object]:
+        """Every stored object of this instance's namespace (with a prefix: its CKA_ID
+        and label prefix; without: the whole token)."""
+        objects = list(self._session.get_objects(self._owned()))
+        return [obj for obj in objects if str(obj[Attribute.LABEL]).startswith(self._prefix)]
+
+    def _unprefixed(self, obj: pkcs11.Object) -> str:
+        return str(obj[Attribute.LABEL]).removeprefix(self._prefix)
+
+    def destroy_namespace(self) -> int:
+        """Destroy every stored object of this instance's namespace (its keys, both
+        halves of its RSA pairs); how many were destroyed. Refused without a label
+        prefix: that would empty the whole token."""
+        with self._call("destroy_namespace", self._prefix):
+            if not self._prefix:
+                raise HsmError(
+                    f"destroy_namespace: {self._where} has no label prefix (it would destroy"
+                    " every key on the token)"
+                )
+            objects = self._namespace()
+            for obj in objects:
+                obj.destroy()
+            return len(objects)
 
     # --- key paths and cryptograms ------------------------------------------------------
 
@@ -644,14 +737,20 @@ class Pkcs11Hsm:
             public, _ = self._session.generate_keypair(
                 KeyType.RSA,
                 bits,
-                label=label,
+                label=self._stored_label(label),
                 store=True,
                 capabilities=MechanismFlag(0),
                 public_template={
+                    **self._owned(),
                     Attribute.PUBLIC_EXPONENT: exponent.to_bytes(3, "big").lstrip(b"\x00"),
                     Attribute.VERIFY: True,
                 },
-                private_template={**SECRET, Attribute.PRIVATE: True, Attribute.SIGN: True},
+                private_template={
+                    **self._owned(),
+                    **SECRET,
+                    Attribute.PRIVATE: True,
+                    Attribute.SIGN: True,
+                },
             )
             return _rsa_public(label, public)
 

@@ -252,6 +252,14 @@ def personalisation_json(result: Personalisation) -> Json:
             {"aid": aid.hex().upper(), **_certificate_json(certificate)}
             for aid, certificate in result.certificates.icc.items()
         ],
+        "ca_public_key": None if result.ca_key is None else _public_key_json(result.ca_key),
+    }
+
+
+def _public_key_json(key: oda.RsaPublicKey) -> Json:
+    return {
+        "modulus": key.modulus.to_bytes(key.size, "big").hex().upper(),
+        "exponent": key.exponent_bytes.hex().upper(),
     }
 
 
@@ -382,6 +390,7 @@ ROUTES: tuple[Route, ...] = (
             "ca_index": "integer",
             "issuer_certificate": "{certificate, remainder, exponent}: hex",
             "icc_certificates": "list of {aid, certificate, remainder, exponent}: hex",
+            "ca_public_key": "{modulus, exponent}: hex, the CA key terminals check 90 with",
         },
     ),
     Route(

@@ -7,8 +7,10 @@ expiry, :func:`hce.card.personalise.for_token`) and signs the ICC Public Key
 Certificate over the key and the image's static data (EMV Book 2 §6.1, Table 14)
 with the issuer key inside the HSM (:class:`hce.card.personalise.HsmSigner`). It
 returns that certificate, the issuer certificate the test CA signed at
-initialisation, and the CA's RID and index; the phone puts them into its image
-(:func:`hce.card.personalise.personalise_certified`).
+initialisation, and the CA's RID, index and public key; the phone puts them into its
+image (:func:`hce.card.personalise.personalise_certified`), and a test harness that
+reaches the server only over HTTPS (``emvtap run --server``) gives its terminal the
+CA key (public data: schemes publish theirs to terminals).
 
 Only the profiles emvtap ships can be named (a path would let a caller read the
 server's files), only HCE ones (a token's cryptograms are CBP), and only of the
@@ -41,6 +43,7 @@ class Personalisation:
     ca_rid: bytes
     ca_index: int  # 8F
     certificates: IccCertificates
+    ca_key: oda.RsaPublicKey | None = None  # the CA's public key (None: not told)
 
 
 def token_profile(

@@ -657,6 +657,7 @@ class TokenService:
             self.config.ca_rid,
             self.config.ca_index,
             certificates,
+            self._hsm.rsa_public_key(CA_KEY).oda_key(),
         )
 
     # --- provisioning ----------------------------------------------------------------------

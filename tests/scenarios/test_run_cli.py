@@ -208,7 +208,7 @@ def test_bad_jobs_is_a_usage_error(
 
 
 def test_run_has_no_options_for_later_issues(capsys: pytest.CaptureFixture[str]) -> None:
-    for option in ("--server", "--hsm", "--link"):
+    for option in ("--link",):
         with pytest.raises(SystemExit):
             main(["run", "x.yaml", option, "y"])
     capsys.readouterr()

@@ -10,19 +10,13 @@ and no clear PAN or key in the database or the server's log.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
-import json
 import os
-import re
-import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,39 +25,13 @@ from emv.crypto import ac, cbp
 from emv.tlv import Tlv
 from hce.wallet import HttpTokenServer, KeysExhausted, Outcome, Wallet, WalletFile
 
+if TYPE_CHECKING:
+    from conftest import StartTokenServer
+    from conftest import TokenServerProcess as Server
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNDING_PAN = "4000123412341234"
 CVR = bytes(4)
-
-
-@dataclass
-class Server:
-    """A running `emvtap server run` and what `init` printed."""
-
-    url: str
-    directory: Path
-    admin: str
-    pin: bytes
-    context: ssl.SSLContext
-    process: subprocess.Popen[str]
-
-    def call(self, path: str, body: dict[str, Any], credential: str | None) -> tuple[int, Any]:
-        host, port = self.url.removeprefix("https://").split(":")
-        connection = http.client.HTTPSConnection(host, int(port), context=self.context, timeout=30)
-        headers = {"Content-Type": "application/json"}
-        if credential:
-            headers["Authorization"] = f"Bearer {credential}"
-        try:
-            connection.request("POST", path, json.dumps(body), headers)
-            answer = connection.getresponse()
-            return answer.status, json.loads(answer.read())
-        finally:
-            connection.close()
-
-    def ok(self, path: str, body: dict[str, Any], credential: str | None) -> Any:
-        status, answer = self.call(path, body, credential)
-        assert status == 200, answer
-        return answer
 
 
 def _softhsm_token(directory: Path) -> dict[str, str]:
@@ -90,7 +58,9 @@ def _softhsm_token(directory: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module", params=["soft", "pkcs11"])
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    start_token_server: StartTokenServer,
 ) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("server")
     env = dict(os.environ)
@@ -99,32 +69,10 @@ def server(
         token = _softhsm_token(tmp_path_factory.mktemp("hsm"))
         hsm = token.pop("HSM_SPEC")
         env.update(token)
-    cli = [sys.executable, "-m", "scenarios.cli", "server"]
-    init = subprocess.run(
-        [*cli, "init", str(directory), "--tls", "--hsm", hsm],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
-    assert init.returncode == 0, init.stderr
-    admin = re.search(r"admin credential \(shown once\): (\S+)", init.stdout)
-    pin = re.search(r"pin for clients: SHA-256 ([0-9A-F]{64})", init.stdout)
-    assert admin and pin and "A000000999 99" in init.stdout
-    process = subprocess.Popen(
-        [*cli, "run", str(directory), "--port", "0"], stderr=subprocess.PIPE, text=True, env=env
-    )
-    assert process.stderr is not None
-    banner = process.stderr.readline()
-    found = re.search(r"on (https://127\.0\.0\.1:\d+)", banner)
-    assert found, banner
-    context = ssl.create_default_context(cafile=str(directory / "tls" / "ca.pem"))
-    yield Server(
-        found.group(1), directory, admin.group(1), bytes.fromhex(pin.group(1)), context, process
-    )
-    process.terminate()
-    process.wait(timeout=30)
+    server = start_token_server(directory, ["--hsm", hsm], env)
+    assert "A000000999 99" in server.init_output
+    yield server
+    server.stop()
 
 
 @dataclass
@@ -284,8 +232,7 @@ def test_a_device_cannot_fetch_another_devices_keys(server: Server, card: Card) 
 def test_no_clear_pan_or_key_in_the_database_or_the_log(server: Server, card: Card) -> None:
     icc_data, session_key, _ = _tap(card, 50)
     _authorise(server, card, icc_data)
-    server.process.terminate()
-    _, log = server.process.communicate(timeout=30)
+    log = server.stop()
     database = b"".join(p.read_bytes() for p in server.directory.glob("store.sqlite*"))
     master_file = server.directory / "master.key"
     master = master_file.read_text().strip() if master_file.exists() else server.admin

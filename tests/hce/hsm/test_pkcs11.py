@@ -27,6 +27,7 @@ from hce.hsm.interface import (
     HsmError,
     IccMaster,
     KeyKind,
+    KeyNotFound,
     KeyPath,
     LimitedUse,
     MastercardSession,
@@ -245,3 +246,35 @@ def test_a_missing_module_is_refused(hsm: Pkcs11Hsm, tmp_path: Path) -> None:
     not_a_module = tmp_path / "softhsm2.conf"
     with pytest.raises(HsmError, match="cannot be loaded"):
         library(not_a_module)
+
+
+def test_label_prefixes_keep_namespaces_apart(hsm: Pkcs11Hsm) -> None:
+    hsm.import_key("imk", KeyKind.DES2, IMK, des.kcv(IMK))
+    hsm.close()  # one logged-in Pkcs11Hsm per token and process at a time
+    module = softhsm.softhsm_module()
+    for prefix in ("env-a/", "env-b/"):
+        with Pkcs11Hsm(module, None, softhsm.USER_PIN, label_prefix=prefix) as spaced:
+            assert spaced.label_prefix == prefix
+            assert spaced.labels() == []  # neither the unprefixed key nor the other space's
+            with pytest.raises(KeyNotFound):
+                spaced.key_info("imk")
+            made = spaced.import_key("imk", KeyKind.DES2, IMK, des.kcv(IMK))
+            assert made.label == "imk" and made.kcv == des.kcv(IMK)
+            spaced.generate_rsa_key("ca", 1024, 3)
+            assert spaced.labels() == ["ca", "imk"]
+            assert spaced.rsa_public_key("ca").label == "ca"
+            stored = list(_session(spaced).get_objects({Attribute.ID: prefix.encode()}))
+            assert sorted(obj[Attribute.LABEL] for obj in stored) == [
+                f"{prefix}ca",
+                f"{prefix}ca",
+                f"{prefix}imk",
+            ]
+    with Pkcs11Hsm(module, softhsm.TOKEN_LABEL, softhsm.USER_PIN) as whole:
+        assert whole.labels() == ["env-a/ca", "env-a/imk", "env-b/ca", "env-b/imk", "imk"]
+        with pytest.raises(HsmError, match="no label prefix"):
+            whole.destroy_namespace()
+    with Pkcs11Hsm(module, None, softhsm.USER_PIN, label_prefix="env-a/") as spaced:
+        assert spaced.destroy_namespace() == 3  # the key and both halves of the RSA pair
+        assert spaced.labels() == []
+    with Pkcs11Hsm(module, None, softhsm.USER_PIN) as whole:
+        assert whole.labels() == ["env-b/ca", "env-b/imk", "imk"]

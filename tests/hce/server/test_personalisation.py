@@ -163,6 +163,9 @@ def test_the_http_route(
     assert answer["ca_rid"] == "A000000999" and answer["ca_index"] == 0x99
     assert [c["aid"] for c in answer["icc_certificates"]] == ["A0000000031010"]
     assert set(answer["issuer_certificate"]) == {"certificate", "remainder", "exponent"}
+    ca = answer["ca_public_key"]  # what a terminal needs to check the certificates
+    told = oda.RsaPublicKey.from_bytes(bytes.fromhex(ca["modulus"]), bytes.fromhex(ca["exponent"]))
+    assert told == _ca_key(server)
     assert _post(server, path, {**body, "icc_exponent": 5}, credential)[0] == 400
     assert _post(server, path, {**body, "profile": "../x"}, credential)[0] == 400
     other = make_card()
