@@ -1,6 +1,6 @@
 """``emvtap run --hsm pkcs11:...`` and ``emvtap tap --hsm pkcs11:...`` on a SoftHSMv2 token.
 
-Each test makes a token of its own (``tests/hce/hsm/softhsm.py``: a throw-away
+Each test makes a token of its own (``tests/support/softhsm.py``: a throw-away
 ``SOFTHSM2_CONF`` in ``tmp_path``) and runs the CLI in process with the PIN in
 ``EMVTAP_HSM_PIN``. Pack scenarios of both kernels, HCE and plastic, and a replay,
 pass with their token server keys on the token, each environment under a label
@@ -21,9 +21,9 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+import softhsm
 
 from scenarios.cli import main
 from scenarios.hsm_spec import ENVIRONMENT_PREFIX, PIN_ENV, Pkcs11Spec, parse_hsm
@@ -45,16 +45,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"pkcs11 backend cannot run in CI: {reason}")
     pytest.skip(reason)
-
-
-def _softhsm_helper() -> ModuleType:
-    """``tests/hce/hsm/softhsm.py``, loaded by path (the tests are not a package)."""
-    path = ROOT / "tests" / "hce" / "hsm" / "softhsm.py"
-    spec = importlib.util.spec_from_file_location("run_pkcs11_softhsm", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -89,7 +79,7 @@ def token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Token]:
         _unavailable("python-pkcs11 is not installed")
     if shutil.which("softhsm2-util") is None:
         _unavailable("SoftHSMv2 is not installed (no softhsm2-util)")
-    helper = _softhsm_helper()
+    helper = softhsm
     module = helper.softhsm_module()
     monkeypatch.delenv("SOFTHSM2_CONF", raising=False)  # restored after the test
     directory = helper.init_token(tmp_path)  # sets SOFTHSM2_CONF
@@ -221,7 +211,7 @@ def test_an_hsm_that_cannot_be_used_is_one_line_and_exit_2(
 def test_a_module_without_a_named_token_needs_exactly_one(
     token: Token, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    helper = _softhsm_helper()
+    helper = softhsm
     subprocess.run(  # a second token beside the first (SOFTHSM2_CONF is the test's)
         [
             "softhsm2-util",

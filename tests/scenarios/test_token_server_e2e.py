@@ -10,7 +10,6 @@ and no clear PAN or key in the database or the server's log.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import softhsm
 
 from emv import tlv
 from emv.crypto import ac, cbp
@@ -36,11 +36,7 @@ CVR = bytes(4)
 
 def _softhsm_token(directory: Path) -> dict[str, str]:
     """A SoftHSMv2 token of its own for the server: the environment and --hsm spec."""
-    path = ROOT / "tests" / "hce" / "hsm" / "softhsm.py"
-    spec = importlib.util.spec_from_file_location("e2e_softhsm", path)
-    assert spec and spec.loader
-    helper = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helper)
+    helper = softhsm
     module = helper.softhsm_module()
     previous = os.environ.get("SOFTHSM2_CONF")
     helper.init_token(directory)

@@ -6,15 +6,13 @@ lost cards) and the UI requests on the way; then once against the emulated Visa 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import plastic as pl
 import pytest
+import scripted_card as sc
 
 from emv import apdu, dol, tlv
 from emv.apdu import PPSE
@@ -36,22 +34,6 @@ from terminal.kernels import KernelResult, Selected
 from terminal.outcome import Cvm, Message, Outcome, ReaderStatus, Start, Status, UiRequest
 from terminal.session import CardSession
 from terminal.transaction import Transaction
-
-
-def _load(name: str) -> ModuleType:
-    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
-    module_name = f"tests_terminal_{name}"
-    if module_name not in sys.modules:
-        path = Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-sc = _load("scripted_card")
-pl = _load("plastic")
 
 WHEN = datetime(2026, 11, 26, 12, 30, 15, tzinfo=UTC)
 UN = bytes.fromhex("A1B2C3D4")

@@ -7,14 +7,11 @@ tap, status words, malformed answers and lost cards, and a seeded garbage-card r
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import random
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 
+import plastic as pl
 import pytest
 
 from emv import apdu, dol, tlv
@@ -40,21 +37,6 @@ from terminal.kernels.mastercard import (
 from terminal.outcome import Cvm, Message, ReaderStatus, Start, Status
 from terminal.session import CardSession
 from terminal.transaction import Transaction, TransactionType, terminal_data
-
-
-def _load(name: str) -> ModuleType:
-    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
-    module_name = f"tests_terminal_{name}"
-    if module_name not in sys.modules:
-        path = Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-pl = _load("plastic")
 
 MASTERCARD = bytes.fromhex("A0000000041010")
 WHEN = datetime(2026, 3, 15, 12, 0, 0)

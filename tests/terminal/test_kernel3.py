@@ -7,16 +7,14 @@ scripted by a Link around the real card that rewrites one chosen response.
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import plastic as pl
 import pytest
 import yaml
 
@@ -41,20 +39,6 @@ from terminal.outcome import Cvm, Message, ReaderStatus, Start, Status
 from terminal.session import CardDataError, CardSession
 from terminal.transaction import Transaction, terminal_data
 
-
-def _load(name: str) -> ModuleType:
-    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
-    module_name = f"tests_terminal_{name}"
-    if module_name not in sys.modules:
-        path = Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-pl = _load("plastic")
 Plastic = pl.Plastic
 
 WHEN = datetime(2026, 3, 15, 12, 30, tzinfo=UTC)

@@ -11,15 +11,12 @@ emulated plastic card.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 
+import plastic as pl
 import pytest
 
 from emv import tlv
@@ -35,21 +32,6 @@ from terminal.outcome import Cvm, Message, Outcome, ReaderStatus, Status, UiRequ
 from terminal.pos import Terminal, TransactionResult, icc_data
 from terminal.report import render, to_dict
 from terminal.transaction import Transaction
-
-
-def _load(name: str) -> ModuleType:
-    """tests/terminal/<name>.py, loaded by path (see scripted_card.py's docstring)."""
-    module_name = f"tests_terminal_{name}"
-    if module_name not in sys.modules:
-        path = Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-pl = _load("plastic")
 
 CONFIG = pl.terminal_config("test", AidConfig(bytes.fromhex("A0000000031010"), 3))
 TRANSACTION = Transaction(1234, "0826", datetime(2026, 11, 26, 12, 0), bytes.fromhex("01020304"))

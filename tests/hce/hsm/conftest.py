@@ -1,8 +1,8 @@
 """The ``hsm`` fixture: a fresh, empty backend per test, for every backend emvtap has.
 
 ``soft`` always runs. ``pkcs11`` needs ``hce.hsm.pkcs11`` (python-pkcs11) and
-SoftHSMv2; it uses ``make_pkcs11_hsm(tmp_path)`` from ``softhsm.py`` beside this
-file, a context manager that yields an HSM on its own throw-away token. Where
+SoftHSMv2; it uses ``make_pkcs11_hsm(tmp_path)`` from ``tests/support/softhsm.py``, a
+context manager that yields an HSM on its own throw-away token. Where
 either is missing the pkcs11 tests skip, except in CI (the ``CI`` environment
 variable set), where a backend that cannot run is a failure.
 """
@@ -10,17 +10,16 @@ variable set), where a backend that cannot run is a failure.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import NoReturn
 
 import pytest
+import softhsm
 
 from hce.hsm.interface import Hsm
 from hce.hsm.soft import SoftHsm
@@ -34,19 +33,6 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@functools.cache
-def _softhsm_helper() -> ModuleType:
-    """``softhsm.py`` beside this file, loaded by path (the tests are not a package)."""
-    path = Path(__file__).with_name("softhsm.py")
-    if not path.exists():
-        _unavailable(f"{path.name} (the SoftHSMv2 token helper) is not there yet")
-    spec = importlib.util.spec_from_file_location("hce_hsm_test_softhsm", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
 def _pkcs11_hsm(tmp_path: Path) -> Iterator[Hsm]:
     try:
@@ -55,7 +41,7 @@ def _pkcs11_hsm(tmp_path: Path) -> Iterator[Hsm]:
         _unavailable(f"hce.hsm.pkcs11 cannot be imported ({err})")
     if shutil.which("softhsm2-util") is None:
         _unavailable("SoftHSMv2 is not installed (no softhsm2-util)")
-    with _softhsm_helper().make_pkcs11_hsm(tmp_path) as hsm:
+    with softhsm.make_pkcs11_hsm(tmp_path) as hsm:
         yield hsm
 
 

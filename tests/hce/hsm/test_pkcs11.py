@@ -8,14 +8,13 @@ token fails with a clear HsmError.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pkcs11
 import pytest
+import softhsm
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, ObjectClass
 
@@ -52,20 +51,6 @@ REQUESTS = [
     BatchRequest(LUK, max_transactions=10, max_amount=50_000, expiry_hour=60_024),
     BatchRequest(SUK_UV, max_transactions=1, max_amount=20_000, expiry_hour=60_100),
 ]
-
-
-def _helper() -> ModuleType:
-    """``softhsm.py`` beside this file (the tests are not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "hce_hsm_test_softhsm_direct", Path(__file__).with_name("softhsm.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-softhsm = _helper()
 
 
 @pytest.fixture

@@ -3,21 +3,8 @@ command APDU from a table, builders for the answers Entry Point reads (the PPSE'
 with its directory entries, an application's FCI), and :func:`ppse_card`, a card with
 a PPSE whose applications answer SELECT with their FCI.
 
-Tests are not packages (pytest runs with ``--import-mode=importlib``), so the helper
-modules of this folder (this one, plastic.py) are loaded by path, under the module
-name ``tests_terminal_<name>`` so that every test file shares one copy::
-
-    def _load(name: str) -> ModuleType:
-        module_name = f"tests_terminal_{name}"
-        if module_name not in sys.modules:
-            path = Path(__file__).with_name(f"{name}.py")
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            assert spec is not None and spec.loader is not None
-            sys.modules[module_name] = module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        return sys.modules[module_name]
-
-    sc = _load("scripted_card")
+Tests are not packages (pytest runs with ``--import-mode=importlib``); the helper
+modules in ``tests/support`` are on pytest's ``pythonpath``: ``import scripted_card as sc``.
 
 A script maps a command (its bytes, or a :class:`emv.apdu.CommandApdu`) to a reply:
 response bytes (data + SW1 SW2), an exception to raise (``CardRemoved()`` for a card
