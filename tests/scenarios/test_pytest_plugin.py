@@ -8,46 +8,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from scenario_texts import APPROVED, BROKEN, WRONG
 
 from scenarios.pytest_plugin import MARKER_FILE, is_scenario_file
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-APPROVED = """\
-id: visa-approved
-title: A Visa plastic card is approved online
-requirement: "docs/scenarios.md"
-tags: [smoke, kernel3]
-card: visa_qvsdc_plastic
-taps:
-  - amount: "12.34"
-    expect:
-      outcome: Approved
-      cryptogram: ARQC
-"""
-
-WRONG = """\
-id: visa-wrongly-declined
-title: A deliberately wrong expectation
-requirement: "docs/scenarios.md"
-card: visa_qvsdc_plastic
-taps:
-  - amount: "12.34"
-    expect:
-      outcome: Declined
-"""
-
-BROKEN = """\
-id: broken
-title: A tap without an amount
-requirement: "none"
-card: visa_qvsdc_plastic
-taps:
-  - expect:
-      outcome: Approved
-"""
 
 
 def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:

@@ -9,47 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from scenario_texts import APPROVED, BROKEN, WRONG
 
 from scenarios.cli import main
 from scenarios.model import CardSpec, Scenario, ScenarioResult, Source
 from scenarios.run_cli import Progress
 
 PAN = "4761739001010010"  # visa_qvsdc_plastic's PAN
-
-APPROVED = """\
-id: visa-approved
-title: A Visa plastic card is approved online
-requirement: "docs/scenarios.md"
-tags: [smoke, kernel3]
-card: visa_qvsdc_plastic
-taps:
-  - amount: "12.34"
-    expect:
-      outcome: Approved
-      cryptogram: ARQC
-"""
-
-WRONG = """\
-id: visa-wrongly-declined
-title: A deliberately wrong expectation
-requirement: "docs/scenarios.md"
-card: visa_qvsdc_plastic
-taps:
-  - amount: "12.34"
-    expect:
-      outcome: Declined
-      cryptogram: ARQC
-"""
-
-BROKEN = """\
-id: broken
-title: A tap without an amount
-requirement: "none"
-card: visa_qvsdc_plastic
-taps:
-  - expect:
-      outcome: Approved
-"""
 
 
 @dataclass
