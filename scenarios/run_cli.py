@@ -1,7 +1,7 @@
 """``emvtap run``: run YAML tap scenarios (docs/scenarios.md) and report.
 
 ``emvtap run PATH... [-k EXPR] [-j N] [--junit FILE] [--html FILE] [--trace-dir DIR]
-[--hsm SPEC] [--clear] [--quiet]`` loads every scenario in the files and folders given
+[--hsm SPEC] [--link MODE] [--clear] [--quiet]`` loads every scenario in the files and folders given
 (:func:`scenarios.loader.load_paths`), keeps those ``-k`` selects
 (:func:`scenarios.runner.select`), runs them on ``-j`` workers
 (:func:`scenarios.runner.run`) and prints:
@@ -20,6 +20,9 @@
 puts every scenario's token server keys on that PKCS#11 token, each scenario under
 a label prefix of its own, destroyed when it ends; the token is opened once first,
 so a bad spec, module, token or PIN is a usage error before anything runs.
+``--link vpcd-direct`` puts a loopback TCP socket between each terminal and its card
+(vsmartcard's vpcd protocol: :class:`terminal.readers.vpcd.VpcdReader` and
+:class:`hce.card.vpcd.VpcdCard`); the default ``inprocess`` hands the card object over.
 ``--server URL`` (with ``--server-cert FILE`` or ``--server-pin HEX``, the admin
 credential in ``EMVTAP_SERVER_CREDENTIAL``, and for plastic cards the server's
 IMK-AC in ``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) runs every scenario against
@@ -58,6 +61,7 @@ __all__ = ["EXIT_FAILED", "Progress", "RunUsageError", "add_run_command"]
 
 EXIT_FAILED = 1
 _MARKS = {"passed": ".", "failed": "F", "errored": "E"}
+_LINK_MODES = ("inprocess", "vpcd-direct")  # scenarios.tap.LINK_MODES (imported late)
 
 
 class RunUsageError(ValueError):
@@ -121,6 +125,13 @@ def add_run_command(commands: Subcommands) -> None:
         "'pkcs11:MODULE[:TOKEN]' (a PKCS#11 module path and token label, by default the "
         f"module's only token; the user PIN comes from {PIN_ENV}); each scenario's keys "
         "get a label prefix of their own and are destroyed when it ends",
+    )
+    run.add_argument(
+        "--link",
+        choices=_LINK_MODES,
+        default="inprocess",
+        help="how each terminal reaches its card: in process (default) or over a "
+        "loopback vpcd socket (vpcd-direct)",
     )
     run.add_argument(
         "-q",
@@ -228,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=None if args.quiet else progress,
             hsm=None if pkcs11 is None else pkcs11.environment_hsm,
             remote=remote,
+            link=args.link,
         )
     finally:
         progress.close()

@@ -65,7 +65,7 @@ from scenarios.model import (
     TapSpec,
 )
 from scenarios.remote import RemoteServer
-from scenarios.tap import TapEnvironment
+from scenarios.tap import LinkMode, TapEnvironment
 from scenarios.tap_cli import TYPES, currency_exponent, parse_amount, parse_currency
 from terminal.config import TerminalConfig
 from terminal.pos import TransactionResult
@@ -158,18 +158,20 @@ def run_scenario(
     check: CheckTap | None = None,
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
+    link: LinkMode = "inprocess",
 ) -> ScenarioResult:
     """Run ``scenario`` (module docstring); ``check`` checks each tap (default:
     :func:`scenarios.expect.check_tap`), ``hsm`` opens the token server's HSM (default:
     a soft HSM), ``remote`` is a running token server to use instead of one in this
-    process. Never raises for anything the scenario does."""
+    process, ``link`` how the terminal reaches the card (:class:`TapEnvironment`'s
+    ``link``). Never raises for anything the scenario does."""
     started = time.perf_counter()
     result = ScenarioResult(scenario, "passed")
     try:
         checker = check or check_tap
         for tap in scenario.taps:  # every fault checked before anything is built
             TapFaults(tap.faults)
-        with TapEnvironment.from_scenario(scenario, hsm=hsm, remote=remote) as env:
+        with TapEnvironment.from_scenario(scenario, hsm=hsm, remote=remote, link=link) as env:
             for index, tap in enumerate(scenario.taps):
                 out = TapResult(index)
                 result.taps.append(out)
@@ -208,12 +210,15 @@ ForkingPickler.register(MappingProxyType, _reduce_mapping_proxy)
 
 
 def _run_indexed(
-    item: tuple[int, Scenario], hsm: HsmSource | None = None, remote: RemoteServer | None = None
+    item: tuple[int, Scenario],
+    hsm: HsmSource | None = None,
+    remote: RemoteServer | None = None,
+    link: LinkMode = "inprocess",
 ) -> tuple[int, ScenarioResult]:
     """A worker's job: one scenario, with its position; a result that would not pickle
     back comes back errored (without its traces) rather than failing the run."""
     index, scenario = item
-    result = run_scenario(scenario, hsm=hsm, remote=remote)
+    result = run_scenario(scenario, hsm=hsm, remote=remote, link=link)
     try:
         ForkingPickler.dumps(result)
     except (pickle.PicklingError, TypeError, AttributeError) as err:
@@ -233,26 +238,28 @@ def run(
     *,
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
+    link: LinkMode = "inprocess",
 ) -> list[ScenarioResult]:
     """Run every scenario; the results in the order given. ``jobs`` > 1 runs them on
     that many ``spawn``-started worker processes; ``progress`` is called in this
     process with each result as it comes (in the order they finish); ``hsm`` opens
     each scenario's HSM (module docstring; default: a soft HSM); ``remote`` a running
-    token server every scenario uses instead (module docstring)."""
+    token server every scenario uses instead (module docstring); ``link`` how each
+    terminal reaches its card (:class:`TapEnvironment`'s ``link``)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     items = list(scenarios)
     if jobs == 1 or len(items) <= 1:
         results = []
         for scenario in items:
-            results.append(run_scenario(scenario, hsm=hsm, remote=remote))
+            results.append(run_scenario(scenario, hsm=hsm, remote=remote, link=link))
             if progress is not None:
                 progress(results[-1])
         return results
     done: list[ScenarioResult | None] = [None] * len(items)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
-        job = partial(_run_indexed, hsm=hsm, remote=remote)
+        job = partial(_run_indexed, hsm=hsm, remote=remote, link=link)
         futures = {pool.submit(job, item): item[0] for item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]

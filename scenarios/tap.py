@@ -85,6 +85,7 @@ from hce.card import (
 )
 from hce.card.personalise import certify_icc_key, for_token, personalise_certified
 from hce.card.profile import PROFILES_DIR, ProfileError, parse_profile
+from hce.card.vpcd import VpcdCard
 from hce.hsm.interface import Hsm, HsmError
 from hce.hsm.soft import SoftHsm
 from hce.server import Principal, ServerConfig, SqliteStore, TokenRecord, TokenService
@@ -113,6 +114,7 @@ from terminal.config import (
 )
 from terminal.host import Host, HostResponse, HostUnavailable, HttpHost
 from terminal.pos import Terminal, TransactionResult
+from terminal.readers.vpcd import VpcdReader
 from terminal.transaction import Transaction, TransactionType
 
 __all__ = [
@@ -122,6 +124,7 @@ __all__ = [
     "BackOffice",
     "Device",
     "HostMode",
+    "LinkMode",
     "LocalBackOffice",
     "LocalDevice",
     "Phone",
@@ -136,6 +139,13 @@ __all__ = [
 ]
 
 HostMode = Literal["inprocess", "http", "none"]
+LinkMode = Literal["inprocess", "vpcd-direct"]
+LINK_MODES: tuple[LinkMode, ...] = ("inprocess", "vpcd-direct")
+"""How the terminal reaches the card: the card object itself, or a
+:class:`terminal.readers.vpcd.VpcdReader` on 127.0.0.1 that a
+:class:`hce.card.vpcd.VpcdCard` serving the card connects to (vsmartcard's vpcd
+protocol over loopback TCP, without pcscd)."""
+VPCD_ACCEPT_TIMEOUT = 5.0  # seconds the reader waits for the card thread to connect
 FUNDING_PANS = {"visa": "4000123412341234", "mastercard": "5100123412341230"}
 """Funding PANs of the tokens an HCE environment enrols (Luhn-valid test numbers)."""
 TOKEN_EXPIRY = "2912"  # YYMM
@@ -631,6 +641,14 @@ class TapEnvironment:
     an HCE card must be a shipped profile whose certified data its overrides leave
     alone, and ``server_config`` and ``hsm`` are refused (the server has its own).
 
+    ``link``: "inprocess" (default) hands the card object to the terminal;
+    "vpcd-direct" puts a real socket between them: the terminal talks to a
+    :class:`terminal.readers.vpcd.VpcdReader` on 127.0.0.1 (a free port) and a
+    :class:`hce.card.vpcd.VpcdCard` on a thread of its own serves the same card to it
+    (vsmartcard's vpcd protocol). Faults and the recorder wrap the reader, so a trace
+    is what the terminal saw (its FIELD_ON shows the PC/SC ATR, not the ATS).
+    :meth:`close` ends the connection and joins the thread.
+
     :attr:`history` keeps every tap's :class:`terminal.pos.TransactionResult`."""
 
     def __init__(
@@ -648,7 +666,14 @@ class TapEnvironment:
         server: ServerState | None = None,
         hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
         remote: RemoteServer | None = None,
+        link: LinkMode = "inprocess",
     ) -> None:
+        if link not in LINK_MODES:
+            raise ValueError(f"link {link!r}: expected {' or '.join(LINK_MODES)}")
+        self.link_mode: LinkMode = link
+        self._reader: VpcdReader | None = None
+        self._vpcd_card: VpcdCard | None = None
+        self._vpcd_thread: threading.Thread | None = None
         self.profile = profile if isinstance(profile, CardProfile) else load_profile(profile)
         self.remote = remote
         self.imk_ac: bytes | None = None  # the IMK-AC of the card's keys, when known here
@@ -686,11 +711,12 @@ class TapEnvironment:
         scenario_clock: ScenarioClock | None = None,
         hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
         remote: RemoteServer | None = None,
+        link: LinkMode = "inprocess",
     ) -> TapEnvironment:
         """The environment ``scenario`` describes: its card (:func:`load_card`), terminal
         (:func:`load_terminal`), host and server state. Relative card and terminal
-        files are looked up next to the scenario's file first; ``hsm`` and ``remote``
-        as for the constructor."""
+        files are looked up next to the scenario's file first; ``hsm``, ``remote`` and
+        ``link`` as for the constructor."""
         folder = Path(scenario.source.file).parent if scenario.source.file else None
         profile = load_card(scenario.card, folder)
         config = load_terminal(scenario.terminal, folder)
@@ -705,6 +731,7 @@ class TapEnvironment:
             server=scenario.server,
             hsm=hsm,
             remote=remote,
+            link=link,
         )
 
     def _build(
@@ -777,7 +804,24 @@ class TapEnvironment:
         self.config = with_ca_keys(base, trusted)
         self.host = self._host(host)
         self.terminal = Terminal(self.config, self.host)
-        self.card: Link = RecordingLink(self.emulated, self.trace, self.scenario_clock.ns)
+        if self.link_mode == "vpcd-direct":
+            self._connect_vpcd()
+        self.card: Link = RecordingLink(self._link(), self.trace, self.scenario_clock.ns)
+
+    def _connect_vpcd(self) -> None:
+        """A :class:`VpcdReader` on a free loopback port and a :class:`VpcdCard` thread
+        serving :attr:`emulated` to it, connected."""
+        self._reader = VpcdReader("127.0.0.1", 0)
+        self._vpcd_card = VpcdCard(self.emulated, "127.0.0.1", self._reader.port)
+        self._vpcd_thread = threading.Thread(
+            target=self._vpcd_card.serve_once, name="emvtap-vpcd-card", daemon=True
+        )
+        self._vpcd_thread.start()
+        self._reader.accept(VPCD_ACCEPT_TIMEOUT)
+
+    def _link(self) -> Link:
+        """What the terminal transceives with: the card, or the vpcd reader."""
+        return self.emulated if self._reader is None else self._reader
 
     def _plastic_card(self, issuer: SoftIssuer) -> tuple[Card, oda.CaPublicKey | None]:
         """The card under ``issuer``'s keys, enrolled with the issuer host; its CA key
@@ -967,7 +1011,8 @@ class TapEnvironment:
         if replenish:
             self.replenish()
         self.trace = Trace()
-        link: Link = self.emulated if fault is None else fault(self.emulated)
+        card = self._link()
+        link: Link = card if fault is None else fault(card)
         self.card = RecordingLink(link, self.trace, self.scenario_clock.ns)
         terminal = self.terminal
         if host is not None or config is not None:
@@ -984,8 +1029,16 @@ class TapEnvironment:
     # --- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the HTTPS server, close the store and an HSM of ``hsm``, remove a
-        directory made here."""
+        """End a vpcd link (connection, thread, listener), stop the HTTPS server, close
+        the store and an HSM of ``hsm``, remove a directory made here."""
+        if self._vpcd_card is not None:
+            self._vpcd_card.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._vpcd_thread is not None:
+            self._vpcd_thread.join(VPCD_ACCEPT_TIMEOUT)
+            self._vpcd_thread = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -13,6 +13,8 @@ With ``--server URL`` (``--server-cert FILE`` or ``--server-pin HEX``; the admin
 credential in ``EMVTAP_SERVER_CREDENTIAL``, a plastic card's IMK-AC in
 ``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) the card is set up on that running
 token server over HTTPS and the terminal's host is that server.
+``--link vpcd-direct`` puts a loopback TCP socket between the terminal and the card
+(vsmartcard's vpcd protocol, :mod:`terminal.readers.vpcd` and :mod:`hce.card.vpcd`).
 
 Amounts are decimal in the transaction currency (``12.34`` is 1234 minor units
 for an exponent of 2, ISO 4217 minor units; the terminal's 5F36 for its own
@@ -38,7 +40,7 @@ from hce.card import CardProfile, ProfileError, load_profile, shipped_profiles
 from scenarios.hsm_spec import PIN_ENV, parse_hsm
 from scenarios.remote import add_server_options, connect, server_from_args
 from scenarios.subcommands import Subcommands, mask_option
-from scenarios.tap import TapEnvironment
+from scenarios.tap import LINK_MODES, TapEnvironment
 from terminal.config import TerminalConfig, load_config
 from terminal.report import render, to_dict
 from terminal.transaction import TransactionType
@@ -146,6 +148,13 @@ def add_tap_command(commands: Subcommands) -> None:
         "PKCS#11 module path and token label, by default the module's only token; the "
         f"user PIN comes from {PIN_ENV}); the keys made for the tap are destroyed after it",
     )
+    tap.add_argument(
+        "--link",
+        choices=LINK_MODES,
+        default="inprocess",
+        help="how the terminal reaches the card: in process (default) or over a "
+        "loopback vpcd socket (vpcd-direct)",
+    )
     add_server_options(tap)
     tap.add_argument("--trace-text", type=Path, metavar="FILE", help="write the transcript")
     tap.add_argument("--trace-json", type=Path, metavar="FILE", help="write JSON lines")
@@ -191,7 +200,7 @@ def _tap(args: argparse.Namespace) -> int:
             raise TapUsageError("--hsm: a running token server (--server) has its own HSM")
         remote = connect(remote, "emvtap-tap")
     with TapEnvironment(
-        profile, config=config, host=args.host, hsm=hsm, remote=remote
+        profile, config=config, host=args.host, hsm=hsm, remote=remote, link=args.link
     ) as environment:
         result, recorded = environment.tap(amount, currency, TYPES[args.type], amount_other=other)
     mask = not args.clear

@@ -173,10 +173,13 @@ def test_bad_jobs_is_a_usage_error(
     assert "a positive number or 'auto'" in capsys.readouterr().err
 
 
-def test_run_has_no_options_for_later_issues(capsys: pytest.CaptureFixture[str]) -> None:
-    for option in ("--link",):
+def test_link_accepts_only_inprocess_or_vpcd_direct(capsys: pytest.CaptureFixture[str]) -> None:
+    for link in ("y", "pcsc", "vpcd"):
         with pytest.raises(SystemExit):
-            main(["run", "x.yaml", option, "y"])
+            main(["run", "x.yaml", "--link", link])
+    assert "invalid choice" in capsys.readouterr().err
+    for link in ("inprocess", "vpcd-direct"):  # accepted: the missing file is what fails
+        assert main(["run", "x.yaml", "--link", link]) == 2
     capsys.readouterr()
 
 
