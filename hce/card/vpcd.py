@@ -26,6 +26,10 @@ the protocol (a zero-length message, a message cut short, an unknown control):
 :attr:`VpcdCard.ended` says why. TCP_NODELAY is set and TCP_QUICKACK re-armed before
 every ``recv`` (Linux turns quick acknowledgement off again by itself; without it
 each APDU costs a ~40 ms delayed ACK).
+
+:class:`PcscReaderCard` wraps a card with what a PC/SC contactless reader answers
+itself, before the card sees the command (the ``FF`` class pseudo-APDUs of PC/SC
+Part 3 §3.2.2.1): GET DATA for the UID and the ATS historical bytes.
 """
 
 from __future__ import annotations
@@ -35,9 +39,18 @@ import socket
 import threading
 from typing import Protocol
 
-from emv.vpcd import CTRL_ATR, CTRL_OFF, CTRL_ON, CTRL_RESET, VPCD_PORT, contactless_atr, frame
+from emv.vpcd import (
+    CTRL_ATR,
+    CTRL_OFF,
+    CTRL_ON,
+    CTRL_RESET,
+    VPCD_PORT,
+    contactless_atr,
+    frame,
+    historical_bytes,
+)
 
-__all__ = ["CardLike", "VpcdCard"]
+__all__ = ["CardLike", "PcscReaderCard", "VpcdCard"]
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
@@ -56,6 +69,67 @@ def _arm(sock: socket.socket) -> None:
     """Re-arm TCP_QUICKACK (Linux clears it after acknowledging)."""
     if _QUICKACK is not None:
         sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+
+PCSC_CLA = 0xFF
+"""The class byte of the commands a PC/SC reader answers itself (PC/SC Part 3 §3.2.2.1)."""
+_INS_GET_DATA = 0xCA
+_GET_UID, _GET_HISTORICAL = 0x00, 0x01
+_SW_OK = b"\x90\x00"
+_SW_END_OF_DATA = b"\x62\x82"  # Le is longer than the data: all the data, then 6282
+_SW_WRONG_LENGTH = b"\x67\x00"
+_SW_FUNCTION_NOT_SUPPORTED = b"\x6a\x81"
+_SW_INS_NOT_SUPPORTED = b"\x6d\x00"
+
+
+class PcscReaderCard:
+    """``card`` behind a PC/SC contactless reader: the reader's own commands (class
+    ``FF``, PC/SC Part 3 §3.2.2.1) are answered here and never reach the card.
+
+    GET DATA (§3.2.2.1.3, ``FF CA P1 00 Le``): P1 ``00`` the UID (``uid``: 4 or 7
+    bytes, an ISO/IEC 14443-3 NFCID1), P1 ``01`` the historical bytes of the ATS the
+    last power-on gave (none: an empty answer). Le ``00`` asks for all of it; a
+    longer Le gets all of it and '6282' (end of data before Le bytes), a shorter one
+    '6CXX' with XX the length available. Another P1 or P2 is '6A81' (function not
+    supported), a GET DATA that is not a case 2 command '6700', and any other
+    instruction of class ``FF`` '6D00' (instruction not supported). Everything else
+    goes to ``card``, and so do power on and off."""
+
+    def __init__(self, card: CardLike, uid: bytes) -> None:
+        if len(uid) not in (4, 7):
+            raise ValueError(f"UID {uid.hex().upper()}: an NFCID1 is 4 or 7 bytes here")
+        self.card = card
+        self.uid = uid
+        self._ats = b""
+
+    def __repr__(self) -> str:
+        return f"PcscReaderCard({self.card!r}, UID {self.uid.hex().upper()})"
+
+    def power_on(self) -> bytes:
+        """Power the card on; its ATS (kept for GET DATA P1 01)."""
+        self._ats = self.card.power_on()
+        return self._ats
+
+    def power_off(self) -> None:
+        self.card.power_off()
+
+    def transceive(self, command: bytes) -> bytes:
+        """A reader command answered here; any other command the card's answer."""
+        if not command or command[0] != PCSC_CLA:
+            return self.card.transceive(command)
+        if len(command) < 4 or command[1] != _INS_GET_DATA:
+            return _SW_INS_NOT_SUPPORTED
+        if len(command) != 5:
+            return _SW_WRONG_LENGTH
+        p1, p2, le = command[2], command[3], command[4]
+        if p2 != 0 or p1 not in (_GET_UID, _GET_HISTORICAL):
+            return _SW_FUNCTION_NOT_SUPPORTED
+        data = self.uid if p1 == _GET_UID else historical_bytes(self._ats) if self._ats else b""
+        if le == 0 or le == len(data):
+            return data + _SW_OK
+        if le > len(data):
+            return data + _SW_END_OF_DATA
+        return bytes([0x6C, len(data)])
 
 
 class _Ended(Exception):
@@ -111,14 +185,19 @@ class VpcdCard:
             sock.close()
         return self.ended
 
-    def serve(self, stop: threading.Event, retry: float = 0.1) -> None:
+    def serve(self, stop: threading.Event, retry: float = 0.1, pause: float = 0.0) -> None:
         """Serve connection after connection until ``stop`` is set (or :meth:`close`);
-        a reader not (yet) listening is tried again every ``retry`` seconds."""
+        a reader not (yet) listening is tried again every ``retry`` seconds, and after a
+        session ends the card waits ``pause`` seconds before connecting again (pcscd's
+        vpcd driver misses a card that comes back at once)."""
         while not stop.is_set() and not self._closed:
             try:
                 self.serve_once()
             except OSError:
                 stop.wait(retry)
+            else:
+                if pause > 0:
+                    stop.wait(pause)
 
     def close(self) -> None:
         """End the session in progress (the reader sees end of file) and serve no more."""
