@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -62,6 +61,7 @@ from hce.server.personalisation import Personalisation
 from hce.server.service import TokenRecord
 from hce.server.tls import certificate_fingerprint
 from hce.wallet import HttpTokenServer, KeyFamily
+from hce.wallet.client import certificate_matches, tls_context
 
 __all__ = [
     "CREDENTIAL_ENV",
@@ -218,15 +218,7 @@ class ApiClient:
         self.server = server
         self._host, self._port = _address(server.url)
         self._prefix = urlsplit(server.url).path.rstrip("/")
-        pinned = server.pin_sha256 is not None
-        if server.cafile is not None or not pinned:
-            context = ssl.create_default_context(cafile=server.cafile)
-        else:  # the pin alone authenticates the server
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._context = context
+        self._context = tls_context(server.cafile, pinned=server.pin_sha256 is not None)
 
     def __repr__(self) -> str:
         return f"ApiClient({self.server.url})"
@@ -268,11 +260,7 @@ class ApiClient:
 
     def _check_pin(self, connection: http.client.HTTPSConnection) -> None:
         pin = self.server.pin_sha256
-        if pin is None:
-            return
-        sock = connection.sock
-        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-        if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), pin):
+        if pin is not None and not certificate_matches(connection, pin):
             raise RemoteError(
                 f"{self.server.where}: TLS failed: the certificate does not match the pinned "
                 "SHA-256 (--server-cert / --server-pin)"

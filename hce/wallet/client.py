@@ -28,18 +28,28 @@ from urllib.parse import quote, urlsplit
 from hce.wallet.errors import ServerError
 from hce.wallet.wallet import KeyFamily
 
-__all__ = ["HttpTokenServer", "tls_context"]
+__all__ = ["HttpTokenServer", "certificate_matches", "tls_context"]
 
 
 def tls_context(cafile: Path | None, pinned: bool) -> ssl.SSLContext:
     """CA verification against ``cafile`` (or the system CAs); none when the server is
-    authenticated by its pinned certificate only."""
+    authenticated by its pinned certificate only. TLS 1.2 at least, as the server."""
     if cafile is not None or not pinned:
-        return ssl.create_default_context(cafile=cafile)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+        context = ssl.create_default_context(cafile=cafile)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def certificate_matches(connection: http.client.HTTPSConnection, pin_sha256: bytes) -> bool:
+    """True when the connected server's certificate (DER) has the SHA-256 ``pin_sha256``;
+    checked right after the handshake, before a byte of the request is sent."""
+    sock = connection.sock
+    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    return der is not None and hmac.compare_digest(hashlib.sha256(der).digest(), pin_sha256)
 
 
 class HttpTokenServer:
@@ -123,11 +133,7 @@ class HttpTokenServer:
         return _answer(where, status, raw)
 
     def _check_pin(self, connection: http.client.HTTPSConnection, where: str) -> None:
-        if self._pin is None:
-            return
-        socket = connection.sock
-        der = socket.getpeercert(binary_form=True) if isinstance(socket, ssl.SSLSocket) else None
-        if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), self._pin):
+        if self._pin is not None and not certificate_matches(connection, self._pin):
             raise ServerError(f"{where}: certificate does not match the pinned fingerprint")
 
 
