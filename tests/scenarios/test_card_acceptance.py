@@ -25,13 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from icc_data import icc_data as encode_icc_data
 
 from emv import apdu, dol, tlv
 from emv.apdu import CryptogramType, ResponseApdu
 from emv.bitfields import AIP, TTQ
 from emv.crypto import ac, cbp, des, kd, oda
 from emv.link import Link
-from emv.tlv import Tlv
 from hce.card import (
     Card,
     CardProfile,
@@ -116,27 +116,13 @@ class Tap:
 
     def icc_data(self) -> bytes:
         """The ICC data (DE 55) an acquirer sends for online authorisation."""
-        data = self.data
-        p = Tlv.primitive
-        pan = self.pan
-        return tlv.encode(
-            [
-                p(0x5A, bytes.fromhex(pan + "F" * (len(pan) % 2))),
-                p(0x5F34, self.objects[0x5F34]),
-                p(0x9F26, self.objects[0x9F26]),
-                p(0x9F27, self.objects[0x9F27]),
-                p(0x9F36, data.atc),
-                p(0x9F10, self.objects[0x9F10]),
-                p(0x9F02, data.amount_authorised),
-                p(0x9F03, data.amount_other),
-                p(0x9F1A, data.terminal_country_code),
-                p(0x95, data.tvr),
-                p(0x5F2A, data.transaction_currency_code),
-                p(0x9A, data.transaction_date),
-                p(0x9C, data.transaction_type),
-                p(0x9F37, data.unpredictable_number),
-                p(0x82, data.aip),
-            ]
+        return encode_icc_data(
+            self.pan,
+            self.data,
+            self.objects[0x9F26],
+            self.objects[0x9F10],
+            self.objects[0x5F34].hex(),
+            cid=self.objects[0x9F27],
         )
 
 

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import softhsm
+from icc_data import icc_data as encode_icc_data
+from icc_data import terminal_data
 
 from emv import tlv
 from emv.crypto import ac, cbp
-from emv.tlv import Tlv
 from hce.wallet import HttpTokenServer, KeysExhausted, Outcome, Wallet, WalletFile
 
 if TYPE_CHECKING:
@@ -102,47 +103,13 @@ def card(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Card:
     return Card(wallet, client, token["token_pan"], token["psn"], acquirer["credential"])
 
 
-def _terminal_data(amount: int, atc: bytes) -> ac.CryptogramData:
-    return ac.CryptogramData(
-        amount_authorised=bytes.fromhex(f"{amount:012d}"),
-        amount_other=bytes(6),
-        terminal_country_code=bytes.fromhex("0826"),
-        tvr=bytes(5),
-        transaction_currency_code=bytes.fromhex("0826"),
-        transaction_date=bytes.fromhex("261126"),
-        transaction_type=b"\x00",
-        unpredictable_number=bytes.fromhex("5A1B3C4D"),
-        aip=bytes.fromhex("2020"),
-        atc=atc,
-    )
-
-
 def _tap(card: Card, amount: int) -> tuple[bytes, bytes, bytes]:
     """One CBP-V tap: the ICC data a terminal would send, the LUK session key and the ARQC."""
     grant = card.wallet.take_luk(amount)
-    data = _terminal_data(amount, grant.atc)
+    data = terminal_data(grant.atc, amount)
     cryptogram = grant.cryptogram(data, CVR)
-    p = Tlv.primitive
-    icc_data = tlv.encode(
-        [
-            p(0x5A, bytes.fromhex(card.token_pan)),
-            p(0x5F34, bytes.fromhex(card.psn)),
-            p(0x9F26, cryptogram.arqc),
-            p(0x9F27, b"\x80"),
-            p(0x9F36, data.atc),
-            p(0x9F10, cryptogram.iad),
-            p(0x9F02, data.amount_authorised),
-            p(0x9F03, data.amount_other),
-            p(0x9F1A, data.terminal_country_code),
-            p(0x95, data.tvr),
-            p(0x5F2A, data.transaction_currency_code),
-            p(0x9A, data.transaction_date),
-            p(0x9C, data.transaction_type),
-            p(0x9F37, data.unpredictable_number),
-            p(0x82, data.aip),
-        ]
-    )
-    return icc_data, cbp.cbp_v_session_key(grant.key, grant.atc), cryptogram.arqc
+    icc = encode_icc_data(card.token_pan, data, cryptogram.arqc, cryptogram.iad, card.psn)
+    return icc, cbp.cbp_v_session_key(grant.key, grant.atc), cryptogram.arqc
 
 
 def _authorise(server: Server, card: Card, icc_data: bytes) -> dict[str, Any]:
@@ -207,7 +174,7 @@ def test_reconciliation_over_two_uploads(server: Server, card: Card) -> None:
     matches the entries with its own decisions."""
     for amount in (200, 300):
         grant = card.wallet.take_luk(amount)
-        data = _terminal_data(amount, grant.atc)
+        data = terminal_data(grant.atc, amount)
         cryptogram = grant.cryptogram(data, CVR)
         card.wallet.record(grant, data, cryptogram, b"\x80", Outcome.ONLINE_REQUESTED)
         first = card.wallet.upload_log(card.client)

@@ -17,11 +17,10 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from icc_data import icc_data
 
-from emv import tlv
 from emv.crypto import ac, cbp
 from emv.crypto.wrap import BatchKey, BatchKind, decode_batch, public_point, unwrap_batch
-from emv.tlv import Tlv
 from hce.hsm.soft import SoftHsm
 from hce.server import InitSummary, Principal, ServerConfig, SqliteStore, TokenService
 
@@ -153,38 +152,6 @@ def terminal_data(
         aip=bytes.fromhex("2000"),
         atc=atc.to_bytes(2, "big"),
     )
-
-
-def icc_data(
-    pan: str,
-    data: ac.CryptogramData,
-    arqc: bytes,
-    iad: bytes,
-    psn: str | None = "00",
-    *,
-    cid: bytes = b"\x80",
-) -> bytes:
-    """The DE55-like request a terminal sends (``cid`` 9F27: an ARQC unless told)."""
-    p = Tlv.primitive
-    objects = [
-        p(0x5A, bytes.fromhex(pan + "F" * (len(pan) % 2))),
-        p(0x9F26, arqc),
-        p(0x9F27, cid),
-        p(0x9F36, data.atc),
-        p(0x9F10, iad),
-        p(0x9F02, data.amount_authorised),
-        p(0x9F03, data.amount_other),
-        p(0x9F1A, data.terminal_country_code),
-        p(0x95, data.tvr),
-        p(0x5F2A, data.transaction_currency_code),
-        p(0x9A, data.transaction_date),
-        p(0x9C, data.transaction_type),
-        p(0x9F37, data.unpredictable_number),
-        p(0x82, data.aip),
-    ]
-    if psn is not None:
-        objects.insert(1, p(0x5F34, bytes.fromhex(psn)))
-    return tlv.encode(objects)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from icc_data import terminal_data
 
-from emv.crypto import ac, cbp, kd, wrap
+from emv.crypto import cbp, kd, wrap
 from emv.crypto.wrap import BatchHeader, BatchKey, BatchKind
 from hce.wallet import Wallet, WalletFile
 
@@ -90,20 +91,7 @@ class Issuer:
         )
         return header, envelope
 
-    @staticmethod
-    def terminal_data(atc: bytes, amount: int) -> ac.CryptogramData:
-        return ac.CryptogramData(
-            amount_authorised=bytes.fromhex(f"{amount:012d}"),
-            amount_other=bytes(6),
-            terminal_country_code=bytes.fromhex("0826"),
-            tvr=bytes(5),
-            transaction_currency_code=bytes.fromhex("0826"),
-            transaction_date=bytes.fromhex("261126"),
-            transaction_type=b"\x00",
-            unpredictable_number=bytes.fromhex("5A1B3C4D"),
-            aip=bytes.fromhex("2020"),
-            atc=atc,
-        )
+    terminal_data = staticmethod(terminal_data)
 
 
 @pytest.fixture
