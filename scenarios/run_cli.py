@@ -20,9 +20,10 @@
 puts every scenario's token server keys on that PKCS#11 token, each scenario under
 a label prefix of its own, destroyed when it ends; the token is opened once first,
 so a bad spec, module, token or PIN is a usage error before anything runs.
-``--link vpcd-direct`` puts a loopback TCP socket between each terminal and its card
-(vsmartcard's vpcd protocol: :class:`terminal.readers.vpcd.VpcdReader` and
-:class:`hce.card.vpcd.VpcdCard`); the default ``inprocess`` hands the card object over.
+``--link`` puts a real link between each terminal and its card (:mod:`scenarios.links`):
+``vpcd-direct`` a loopback vpcd socket, ``pcsc[:READER][@HOST:PORT]`` pcscd with
+vsmartcard's vpcd driver (one scenario at a time), ``nfc-udp`` nfcpy's simulated RF
+link; the default ``inprocess`` hands the card object over.
 ``--server URL`` (with ``--server-cert FILE`` or ``--server-pin HEX``, the admin
 credential in ``EMVTAP_SERVER_CREDENTIAL``, and for plastic cards the server's
 IMK-AC in ``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) runs every scenario against
@@ -51,17 +52,18 @@ from typing import TYPE_CHECKING, TextIO
 
 from scenarios import reports
 from scenarios.hsm_spec import PIN_ENV, parse_hsm
+from scenarios.links import LINK_HELP
 from scenarios.remote import add_server_options, connect, server_from_args
 from scenarios.subcommands import Subcommands, mask_option
 
 if TYPE_CHECKING:
+    from scenarios.links import LinkSpec
     from scenarios.model import Scenario, ScenarioResult
 
 __all__ = ["EXIT_FAILED", "Progress", "RunUsageError", "add_run_command"]
 
 EXIT_FAILED = 1
 _MARKS = {"passed": ".", "failed": "F", "errored": "E"}
-_LINK_MODES = ("inprocess", "vpcd-direct")  # scenarios.tap.LINK_MODES (imported late)
 
 
 class RunUsageError(ValueError):
@@ -128,10 +130,9 @@ def add_run_command(commands: Subcommands) -> None:
     )
     run.add_argument(
         "--link",
-        choices=_LINK_MODES,
         default="inprocess",
-        help="how each terminal reaches its card: in process (default) or over a "
-        "loopback vpcd socket (vpcd-direct)",
+        metavar="LINK",
+        help=LINK_HELP,
     )
     run.add_argument(
         "-q",
@@ -217,6 +218,21 @@ def _prepare_outputs(args: argparse.Namespace) -> None:
         args.trace_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _link(args: argparse.Namespace) -> LinkSpec:
+    """``--link``, checked: its reader is there (a usage error before anything runs)."""
+    from emv.link import LinkError  # noqa: PLC0415
+    from scenarios.links import check_link, parse_link  # noqa: PLC0415
+
+    try:
+        link = parse_link(args.link)
+        if link.exclusive and args.jobs > 1:
+            raise RunUsageError(f"--link {link}: one reader runs one scenario at a time (-j 1)")
+        check_link(link)
+    except (ValueError, LinkError) as err:
+        raise RunUsageError(str(err)) from None
+    return link
+
+
 def _run(args: argparse.Namespace) -> int:
     from scenarios.runner import run  # noqa: PLC0415
 
@@ -224,6 +240,7 @@ def _run(args: argparse.Namespace) -> int:
     remote = server_from_args(args)
     if remote is not None and pkcs11 is not None:
         raise RunUsageError("--hsm: a running token server (--server) has its own HSM")
+    link = _link(args)
     chosen = _load(args)
     if pkcs11 is not None:
         pkcs11.check()
@@ -239,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=None if args.quiet else progress,
             hsm=None if pkcs11 is None else pkcs11.environment_hsm,
             remote=remote,
-            link=args.link,
+            link=link,
         )
     finally:
         progress.close()

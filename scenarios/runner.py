@@ -55,6 +55,7 @@ from emv.trace import Trace
 from hce.hsm.interface import Hsm
 from scenarios.expect import check_tap
 from scenarios.faults import TapFaults
+from scenarios.links import LinkSpec, close_stations, parse_link
 from scenarios.model import (
     Check,
     Expectation,
@@ -65,7 +66,7 @@ from scenarios.model import (
     TapSpec,
 )
 from scenarios.remote import RemoteServer
-from scenarios.tap import LinkMode, TapEnvironment
+from scenarios.tap import TapEnvironment
 from scenarios.tap_cli import TYPES, currency_exponent, parse_amount, parse_currency
 from terminal.config import TerminalConfig
 from terminal.pos import TransactionResult
@@ -158,7 +159,7 @@ def run_scenario(
     check: CheckTap | None = None,
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
-    link: LinkMode = "inprocess",
+    link: LinkSpec | str = "inprocess",
 ) -> ScenarioResult:
     """Run ``scenario`` (module docstring); ``check`` checks each tap (default:
     :func:`scenarios.expect.check_tap`), ``hsm`` opens the token server's HSM (default:
@@ -213,7 +214,7 @@ def _run_indexed(
     item: tuple[int, Scenario],
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
-    link: LinkMode = "inprocess",
+    link: LinkSpec | str = "inprocess",
 ) -> tuple[int, ScenarioResult]:
     """A worker's job: one scenario, with its position; a result that would not pickle
     back comes back errored (without its traces) rather than failing the run."""
@@ -231,6 +232,21 @@ def _run_indexed(
     return index, result
 
 
+def _run_serially(
+    items: list[Scenario],
+    progress: Callable[[ScenarioResult], None] | None,
+    hsm: HsmSource | None,
+    remote: RemoteServer | None,
+    link: LinkSpec,
+) -> list[ScenarioResult]:
+    results = []
+    for scenario in items:
+        results.append(run_scenario(scenario, hsm=hsm, remote=remote, link=link))
+        if progress is not None:
+            progress(results[-1])
+    return results
+
+
 def run(
     scenarios: Iterable[Scenario],
     jobs: int = 1,
@@ -238,28 +254,32 @@ def run(
     *,
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
-    link: LinkMode = "inprocess",
+    link: LinkSpec | str = "inprocess",
 ) -> list[ScenarioResult]:
     """Run every scenario; the results in the order given. ``jobs`` > 1 runs them on
     that many ``spawn``-started worker processes; ``progress`` is called in this
     process with each result as it comes (in the order they finish); ``hsm`` opens
     each scenario's HSM (module docstring; default: a soft HSM); ``remote`` a running
     token server every scenario uses instead (module docstring); ``link`` how each
-    terminal reaches its card (:class:`TapEnvironment`'s ``link``)."""
+    terminal reaches its card (:class:`TapEnvironment`'s ``link``; a link with one
+    reader, pcsc, runs one scenario at a time, and its station is closed at the end)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    spec = parse_link(link) if isinstance(link, str) else link
     items = list(scenarios)
+    if spec.exclusive:
+        if jobs > 1:
+            raise ValueError(f"--link {spec}: one reader runs one scenario at a time (-j 1)")
+        try:
+            return _run_serially(items, progress, hsm, remote, spec)
+        finally:
+            close_stations()
     if jobs == 1 or len(items) <= 1:
-        results = []
-        for scenario in items:
-            results.append(run_scenario(scenario, hsm=hsm, remote=remote, link=link))
-            if progress is not None:
-                progress(results[-1])
-        return results
+        return _run_serially(items, progress, hsm, remote, spec)
     done: list[ScenarioResult | None] = [None] * len(items)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
-        job = partial(_run_indexed, hsm=hsm, remote=remote, link=link)
+        job = partial(_run_indexed, hsm=hsm, remote=remote, link=spec)
         futures = {pool.submit(job, item): item[0] for item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]

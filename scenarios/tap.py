@@ -85,7 +85,6 @@ from hce.card import (
 )
 from hce.card.personalise import certify_icc_key, for_token, personalise_certified
 from hce.card.profile import PROFILES_DIR, ProfileError, parse_profile
-from hce.card.vpcd import VpcdCard
 from hce.hsm.interface import Hsm, HsmError
 from hce.hsm.soft import SoftHsm
 from hce.server import Principal, ServerConfig, SqliteStore, TokenRecord, TokenService
@@ -95,6 +94,7 @@ from hce.server.personalisation import Personalisation
 from hce.server.service import CA_KEY, ISSUER_KEY, KeyImport
 from hce.server.tls import make_test_pki
 from hce.wallet import KeyFamily, ServerError, TokenServer, Wallet, WalletFile
+from scenarios.links import Attachment, LinkSpec, attach, parse_link
 from scenarios.model import CardSpec, Scenario, ServerState, TerminalSpec
 from scenarios.remote import (
     IMK_AC_ENV,
@@ -114,7 +114,6 @@ from terminal.config import (
 )
 from terminal.host import Host, HostResponse, HostUnavailable, HttpHost
 from terminal.pos import Terminal, TransactionResult
-from terminal.readers.vpcd import VpcdReader
 from terminal.transaction import Transaction, TransactionType
 
 __all__ = [
@@ -124,7 +123,6 @@ __all__ = [
     "BackOffice",
     "Device",
     "HostMode",
-    "LinkMode",
     "LocalBackOffice",
     "LocalDevice",
     "Phone",
@@ -139,13 +137,6 @@ __all__ = [
 ]
 
 HostMode = Literal["inprocess", "http", "none"]
-LinkMode = Literal["inprocess", "vpcd-direct"]
-LINK_MODES: tuple[LinkMode, ...] = ("inprocess", "vpcd-direct")
-"""How the terminal reaches the card: the card object itself, or a
-:class:`terminal.readers.vpcd.VpcdReader` on 127.0.0.1 that a
-:class:`hce.card.vpcd.VpcdCard` serving the card connects to (vsmartcard's vpcd
-protocol over loopback TCP, without pcscd)."""
-VPCD_ACCEPT_TIMEOUT = 5.0  # seconds the reader waits for the card thread to connect
 FUNDING_PANS = {"visa": "4000123412341234", "mastercard": "5100123412341230"}
 """Funding PANs of the tokens an HCE environment enrols (Luhn-valid test numbers)."""
 TOKEN_EXPIRY = "2912"  # YYMM
@@ -641,13 +632,12 @@ class TapEnvironment:
     an HCE card must be a shipped profile whose certified data its overrides leave
     alone, and ``server_config`` and ``hsm`` are refused (the server has its own).
 
-    ``link``: "inprocess" (default) hands the card object to the terminal;
-    "vpcd-direct" puts a real socket between them: the terminal talks to a
-    :class:`terminal.readers.vpcd.VpcdReader` on 127.0.0.1 (a free port) and a
-    :class:`hce.card.vpcd.VpcdCard` on a thread of its own serves the same card to it
-    (vsmartcard's vpcd protocol). Faults and the recorder wrap the reader, so a trace
-    is what the terminal saw (its FIELD_ON shows the PC/SC ATR, not the ATS).
-    :meth:`close` ends the connection and joins the thread.
+    ``link``: how the terminal reaches the card, a :class:`scenarios.links.LinkSpec`
+    or its ``--link`` text: "inprocess" (default) hands the card object to the
+    terminal; the others put a real link between them (:mod:`scenarios.links`: a vpcd
+    socket, pcscd, nfcpy's udp RF link). Faults and the recorder wrap the terminal's
+    side, so a trace is what the terminal saw (its FIELD_ON shows the ATR or ATS the
+    reader gave). :meth:`close` takes the card off the link.
 
     :attr:`history` keeps every tap's :class:`terminal.pos.TransactionResult`."""
 
@@ -666,14 +656,10 @@ class TapEnvironment:
         server: ServerState | None = None,
         hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
         remote: RemoteServer | None = None,
-        link: LinkMode = "inprocess",
+        link: LinkSpec | str = "inprocess",
     ) -> None:
-        if link not in LINK_MODES:
-            raise ValueError(f"link {link!r}: expected {' or '.join(LINK_MODES)}")
-        self.link_mode: LinkMode = link
-        self._reader: VpcdReader | None = None
-        self._vpcd_card: VpcdCard | None = None
-        self._vpcd_thread: threading.Thread | None = None
+        self.link_spec = parse_link(link) if isinstance(link, str) else link
+        self._attachment: Attachment | None = None
         self.profile = profile if isinstance(profile, CardProfile) else load_profile(profile)
         self.remote = remote
         self.imk_ac: bytes | None = None  # the IMK-AC of the card's keys, when known here
@@ -711,7 +697,7 @@ class TapEnvironment:
         scenario_clock: ScenarioClock | None = None,
         hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
         remote: RemoteServer | None = None,
-        link: LinkMode = "inprocess",
+        link: LinkSpec | str = "inprocess",
     ) -> TapEnvironment:
         """The environment ``scenario`` describes: its card (:func:`load_card`), terminal
         (:func:`load_terminal`), host and server state. Relative card and terminal
@@ -804,24 +790,14 @@ class TapEnvironment:
         self.config = with_ca_keys(base, trusted)
         self.host = self._host(host)
         self.terminal = Terminal(self.config, self.host)
-        if self.link_mode == "vpcd-direct":
-            self._connect_vpcd()
+        self._attachment = attach(self.link_spec, self.emulated)
         self.card: Link = RecordingLink(self._link(), self.trace, self.scenario_clock.ns)
 
-    def _connect_vpcd(self) -> None:
-        """A :class:`VpcdReader` on a free loopback port and a :class:`VpcdCard` thread
-        serving :attr:`emulated` to it, connected."""
-        self._reader = VpcdReader("127.0.0.1", 0)
-        self._vpcd_card = VpcdCard(self.emulated, "127.0.0.1", self._reader.port)
-        self._vpcd_thread = threading.Thread(
-            target=self._vpcd_card.serve_once, name="emvtap-vpcd-card", daemon=True
-        )
-        self._vpcd_thread.start()
-        self._reader.accept(VPCD_ACCEPT_TIMEOUT)
-
     def _link(self) -> Link:
-        """What the terminal transceives with: the card, or the vpcd reader."""
-        return self.emulated if self._reader is None else self._reader
+        """What the terminal transceives with: its side of the link to the card."""
+        if self._attachment is None:
+            raise RuntimeError("the environment has no card on a link (closed?)")
+        return self._attachment.link
 
     def _plastic_card(self, issuer: SoftIssuer) -> tuple[Card, oda.CaPublicKey | None]:
         """The card under ``issuer``'s keys, enrolled with the issuer host; its CA key
@@ -1029,16 +1005,11 @@ class TapEnvironment:
     # --- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """End a vpcd link (connection, thread, listener), stop the HTTPS server, close
-        the store and an HSM of ``hsm``, remove a directory made here."""
-        if self._vpcd_card is not None:
-            self._vpcd_card.close()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        if self._vpcd_thread is not None:
-            self._vpcd_thread.join(VPCD_ACCEPT_TIMEOUT)
-            self._vpcd_thread = None
+        """Take the card off its link, stop the HTTPS server, close the store and an HSM
+        of ``hsm``, remove a directory made here."""
+        if self._attachment is not None:
+            self._attachment.close()
+            self._attachment = None
         if self._server is not None:
             self._server.stop()
             self._server = None

@@ -13,8 +13,17 @@ With ``--server URL`` (``--server-cert FILE`` or ``--server-pin HEX``; the admin
 credential in ``EMVTAP_SERVER_CREDENTIAL``, a plastic card's IMK-AC in
 ``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) the card is set up on that running
 token server over HTTPS and the terminal's host is that server.
-``--link vpcd-direct`` puts a loopback TCP socket between the terminal and the card
-(vsmartcard's vpcd protocol, :mod:`terminal.readers.vpcd` and :mod:`hce.card.vpcd`).
+``--link`` puts a real link between the terminal and the emulated card
+(:mod:`scenarios.links`: a loopback vpcd socket, pcscd with vsmartcard's vpcd driver,
+nfcpy's simulated RF link).
+
+``emvtap tap --reader NAME --amount 1.00`` taps whatever card or phone is on a real
+reader instead: ``NAME`` is a PC/SC reader (``emvtap readers`` lists them) or an nfcpy
+device as ``nfc:usb``, ``nfc:usb:BUS:DEV`` or ``nfc:udp:HOST:PORT``. There is no
+issuer host for a card from outside (an online request ends "unable to go online",
+i.e. declined) and its offline data authentication needs its scheme's CA key: the
+configuration's ``ca_keys`` and ``--ca-keys FILE`` (:class:`emv.crypto.oda.CaKeyStore`
+text, as ``emvtap card serve --ca-keys`` writes).
 
 Amounts are decimal in the transaction currency (``12.34`` is 1234 minor units
 for an exponent of 2, ISO 4217 minor units; the terminal's 5F36 for its own
@@ -31,19 +40,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import time
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
 from emv import tags, trace
+from emv.crypto.oda import CaKeyStore, OdaError
+from emv.link import LinkError
 from hce.card import CardProfile, ProfileError, load_profile, shipped_profiles
 from scenarios.hsm_spec import PIN_ENV, parse_hsm
+from scenarios.links import LINK_HELP, open_reader, parse_link
 from scenarios.remote import add_server_options, connect, server_from_args
 from scenarios.subcommands import Subcommands, mask_option
-from scenarios.tap import LINK_MODES, TapEnvironment
-from terminal.config import TerminalConfig, load_config
+from scenarios.tap import TapEnvironment
+from terminal.config import TerminalConfig, load_config, with_ca_keys
+from terminal.pos import Terminal, TransactionResult
 from terminal.report import render, to_dict
-from terminal.transaction import TransactionType
+from terminal.transaction import Transaction, TransactionType
 
 __all__ = ["EXIT_DECLINED", "add_tap_command", "parse_amount", "parse_currency"]
 
@@ -122,7 +138,14 @@ def add_tap_command(commands: Subcommands) -> None:
         "host, and print the transaction and the decoded APDU trace. Exit status 0 when "
         "approved, 1 for any other outcome, 2 for a usage error.",
     )
-    tap.add_argument("--card", required=True, metavar="PROFILE", help="card profile name or file")
+    source = tap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--card", metavar="PROFILE", help="emulated card: profile name or file")
+    source.add_argument(
+        "--reader",
+        metavar="NAME",
+        help="tap the card on a real reader instead: a PC/SC reader name, or nfc:usb, "
+        "nfc:usb:BUS:DEV, nfc:udp:HOST:PORT (nfcpy)",
+    )
     tap.add_argument("--amount", required=True, metavar="AMOUNT", help="e.g. 12.34")
     tap.add_argument(
         "--currency", metavar="CODE", help="ISO 4217 code, 0826 or GBP (default: the terminal's)"
@@ -148,12 +171,19 @@ def add_tap_command(commands: Subcommands) -> None:
         "PKCS#11 module path and token label, by default the module's only token; the "
         f"user PIN comes from {PIN_ENV}); the keys made for the tap are destroyed after it",
     )
+    tap.add_argument("--link", default="inprocess", metavar="LINK", help=LINK_HELP)
     tap.add_argument(
-        "--link",
-        choices=LINK_MODES,
-        default="inprocess",
-        help="how the terminal reaches the card: in process (default) or over a "
-        "loopback vpcd socket (vpcd-direct)",
+        "--ca-keys",
+        type=Path,
+        metavar="FILE",
+        help="with --reader: CA public keys to trust besides the configuration's",
+    )
+    tap.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --reader: how long to wait for a card (default 10)",
     )
     add_server_options(tap)
     tap.add_argument("--trace-text", type=Path, metavar="FILE", help="write the transcript")
@@ -177,10 +207,8 @@ def _profile(name: str) -> CardProfile:
         ) from None
 
 
-def _tap(args: argparse.Namespace) -> int:
-    pkcs11 = parse_hsm(args.hsm)
-    profile = _profile(args.card)
-    config = load_config(args.config)
+def _amounts(args: argparse.Namespace, config: TerminalConfig) -> tuple[int, str, int, int]:
+    """``--amount``, the currency, its exponent and ``--amount-other``, checked."""
     currency = parse_currency(args.currency) if args.currency else config.currency.hex()
     exponent = currency_exponent(currency, config)
     amount = parse_amount(args.amount, exponent)
@@ -193,16 +221,81 @@ def _tap(args: argparse.Namespace) -> int:
         raise TapUsageError("--amount-other: more than --amount (which includes it)")
     if other and args.type != "cashback":
         raise TapUsageError("--amount-other: only for --type cashback")
+    return amount, currency, exponent, other
+
+
+def _tap(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    amount, currency, exponent, other = _amounts(args, config)
+    if args.reader is not None:
+        return _tap_reader(args, config, Transaction(
+            amount=amount,
+            currency=currency,
+            when=datetime.now(),
+            unpredictable_number=os.urandom(4),
+            amount_other=other,
+            type=TYPES[args.type],
+        ), exponent)  # fmt: skip
+    if args.ca_keys is not None:
+        raise TapUsageError("--ca-keys: only with --reader (an emulated card's CA is trusted)")
+    pkcs11 = parse_hsm(args.hsm)
+    profile = _profile(args.card)
     hsm = None if pkcs11 is None else pkcs11.environment_hsm
     remote = server_from_args(args)
     if remote is not None:
         if pkcs11 is not None:
             raise TapUsageError("--hsm: a running token server (--server) has its own HSM")
         remote = connect(remote, "emvtap-tap")
+    try:
+        link = parse_link(args.link)
+    except ValueError as err:
+        raise TapUsageError(str(err)) from None
     with TapEnvironment(
-        profile, config=config, host=args.host, hsm=hsm, remote=remote, link=args.link
+        profile, config=config, host=args.host, hsm=hsm, remote=remote, link=link
     ) as environment:
         result, recorded = environment.tap(amount, currency, TYPES[args.type], amount_other=other)
+    where = args.host if remote is None else remote.url
+    card = (environment.profile.name, f" ({environment.profile.key_mode})")
+    return _report(
+        args, result, recorded, card=card, terminal=(config, f"host {where}"), exponent=exponent
+    )
+
+
+def _tap_reader(
+    args: argparse.Namespace, config: TerminalConfig, transaction: Transaction, exponent: int
+) -> int:
+    """``--reader``: the card on a real reader, no issuer host (module docstring)."""
+    if args.card is not None or args.link != "inprocess":
+        raise TapUsageError("--link: only with --card (--reader is the link)")
+    if args.ca_keys is not None:
+        try:
+            keys = CaKeyStore.parse(args.ca_keys.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, OdaError) as err:
+            raise TapUsageError(f"--ca-keys {args.ca_keys}: {err}") from None
+        config = with_ca_keys(config, keys)
+    try:
+        reader = open_reader(args.reader, args.wait)
+    except (LinkError, OSError, ValueError) as err:
+        raise TapUsageError(f"--reader {args.reader}: {err}") from None
+    recorded = trace.Trace()
+    with reader:
+        link = trace.RecordingLink(reader, recorded, time.monotonic_ns)
+        result = Terminal(config, None).transact(link, transaction)
+    card, terminal = (args.reader, ""), (config, "no host")
+    return _report(args, result, recorded, card=card, terminal=terminal, exponent=exponent)
+
+
+def _report(
+    args: argparse.Namespace,
+    result: TransactionResult,
+    recorded: trace.Trace,
+    *,
+    card: tuple[str, str],
+    terminal: tuple[TerminalConfig, str],
+    exponent: int,
+) -> int:
+    """Write the trace files asked for, print the result; the exit status. ``card`` is
+    the card's name and a note on it, ``terminal`` the configuration and its host."""
     mask = not args.clear
     if args.trace_text:
         args.trace_text.write_text(trace.to_text(recorded, mask=mask), encoding="utf-8")
@@ -212,16 +305,15 @@ def _tap(args: argparse.Namespace) -> int:
         args.pcapng.write_bytes(trace.to_pcapng(recorded, mask=mask))
     if args.json:
         document = to_dict(result, clear=args.clear)
-        document["card"] = environment.profile.name
-        document["config"] = config.name
+        document["card"] = card[0]
+        document["config"] = terminal[0].name
         document["trace"] = [
             json.loads(line) for line in trace.to_jsonl(recorded, mask=mask).splitlines()
         ]
         print(json.dumps(document, indent=2))
     else:
-        print(f"Card:         {environment.profile.name} ({environment.profile.key_mode})")
-        where = args.host if remote is None else remote.url
-        print(f"Terminal:     {config.name}, host {where}")
+        print(f"Card:         {card[0]}{card[1]}")
+        print(f"Terminal:     {terminal[0].name}, {terminal[1]}")
         print(render(result, clear=args.clear, exponent=exponent))
         print(trace.to_text(recorded, mask=mask), end="")
     return 0 if result.approved else EXIT_DECLINED

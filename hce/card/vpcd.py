@@ -39,6 +39,7 @@ import socket
 import threading
 from typing import Protocol
 
+from emv.link import CardRemoved
 from emv.vpcd import (
     CTRL_ATR,
     CTRL_OFF,
@@ -50,7 +51,7 @@ from emv.vpcd import (
     historical_bytes,
 )
 
-__all__ = ["CardLike", "PcscReaderCard", "VpcdCard"]
+__all__ = ["CardLike", "CardSlot", "PcscReaderCard", "VpcdCard"]
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
@@ -130,6 +131,48 @@ class PcscReaderCard:
         if le > len(data):
             return data + _SW_END_OF_DATA
         return bytes([0x6C, len(data)])
+
+
+class CardSlot:
+    """The place in a reader's field where cards are presented one after another: one
+    long-lived vpcd connection (pcscd sees one card, always present) serving whichever
+    card :meth:`present` put there last. Each power-on is a new tap of that card, so
+    swapping cards between taps is a card taken away and another presented, without
+    the second or so pcscd needs to notice a virtual card leave and come back.
+
+    An empty slot powers on with ``ats`` (a card's ATR is all PC/SC asks for at
+    power-on) but answers no command (:class:`emv.link.CardRemoved`: the reader sees
+    a card gone)."""
+
+    def __init__(self, ats: bytes) -> None:
+        self._ats = ats
+        self._card: CardLike | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CardSlot({self._card!r})"
+
+    def present(self, card: CardLike | None) -> None:
+        """Put ``card`` in the slot (None: empty it); the card in it is powered off first."""
+        with self._lock:
+            old, self._card = self._card, card
+        if old is not None and old is not card:
+            old.power_off()
+
+    def power_on(self) -> bytes:
+        card = self._card
+        return self._ats if card is None else card.power_on()
+
+    def power_off(self) -> None:
+        card = self._card
+        if card is not None:
+            card.power_off()
+
+    def transceive(self, command: bytes) -> bytes:
+        card = self._card
+        if card is None:
+            raise CardRemoved("no card in the slot")
+        return card.transceive(command)
 
 
 class _Ended(Exception):

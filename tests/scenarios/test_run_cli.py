@@ -173,14 +173,22 @@ def test_bad_jobs_is_a_usage_error(
     assert "a positive number or 'auto'" in capsys.readouterr().err
 
 
-def test_link_accepts_only_inprocess_or_vpcd_direct(capsys: pytest.CaptureFixture[str]) -> None:
-    for link in ("y", "pcsc", "vpcd"):
-        with pytest.raises(SystemExit):
-            main(["run", "x.yaml", "--link", link])
-    assert "invalid choice" in capsys.readouterr().err
-    for link in ("inprocess", "vpcd-direct"):  # accepted: the missing file is what fails
+def test_an_unknown_link_is_a_usage_error_naming_the_forms(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for link in ("y", "vpcd", "nfc-udp:x", "pcsc:R@nowhere", "pcsc:R@h:70000"):
         assert main(["run", "x.yaml", "--link", link]) == 2
-    capsys.readouterr()
+        err = capsys.readouterr().err
+        assert err.startswith(f"emvtap: error: --link {link!r}: "), err
+        assert "expected" in err
+    for link in ("inprocess", "vpcd-direct", "nfc-udp"):  # accepted: the missing file fails
+        assert main(["run", "x.yaml", "--link", link]) == 2
+        assert "x.yaml" in capsys.readouterr().err
+
+
+def test_a_pcsc_link_runs_one_scenario_at_a_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "x.yaml", "--link", "pcsc", "-j", "2"]) == 2
+    assert "one reader runs one scenario at a time (-j 1)" in capsys.readouterr().err
 
 
 # --- progress ------------------------------------------------------------------------------
