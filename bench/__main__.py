@@ -1,18 +1,26 @@
-"""emvtap benchmarks (not tests): ``python -m bench [--json OUT] [--repeat N]``.
+"""emvtap benchmarks (not tests): ``python -m bench [--only GROUP,...] [--json OUT] [--repeat N]``.
 
 Each figure is the median over ``--repeat`` runs of a timed batch, with the
-spread (min..max) beside it; comparisons are measured in the same process run.
-Today: BER-TLV decoding against pyemv's, trace rendering, the symmetric crypto a
-host pays per authorisation, the emulated card's side of a qVSDC tap, the soft
-HSM's ARQC verification, whole online taps (Entry Point, kernel, token server in
-process) for Kernel 3 and Kernel 2, and one scenario from scratch (keys, token
-server, card, terminal, a tap). The performance issue extends this to the token
-server over HTTP and real links.
+spread (min..max) beside it; comparisons are measured in the same run. The groups
+(``--only``, default all):
+
+* ``emv``: BER-TLV decoding against pyemv's, trace rendering, the symmetric crypto a
+  host pays per authorisation;
+* ``card``: the emulated card's side of a qVSDC tap, the soft HSM's ARQC verification;
+* ``taps``: whole online taps (Entry Point, kernel, token server in process) for
+  Kernel 3 and Kernel 2, and one scenario from scratch (keys, token server, card,
+  terminal, a tap);
+* ``links``: an APDU round trip and whole online taps over each real link
+  (vpcd-direct, nfc-udp, pcsc through a private pcscd), and the same APDU answered
+  by vsmartcard's vicc over the same pcscd (:mod:`bench.links`), in milliseconds.
+
+The performance issue extends this to the token server over HTTP.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -22,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import links
 from emv import apdu, dol, tlv, trace
 from emv.crypto import ac, des, kd
 from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise
@@ -60,7 +69,24 @@ def measure(
     }
 
 
-def benchmarks(repeat: int) -> list[dict[str, object]]:
+GROUPS = ("emv", "card", "taps", "links")
+
+
+def benchmarks(repeat: int, groups: tuple[str, ...] = GROUPS) -> list[dict[str, object]]:
+    results: list[dict[str, object]] = []
+    if "emv" in groups:
+        results += _emv(repeat)
+    if "card" in groups:
+        results += _card_and_hsm(repeat)
+    if "taps" in groups:
+        results += _taps(repeat)
+    if "links" in groups:
+        results += links.benchmarks(repeat)
+    return results
+
+
+def _emv(repeat: int) -> list[dict[str, object]]:
+    """TLV decoding (against pyemv's), trace rendering, a host's symmetric crypto."""
     recorded = trace.from_jsonl(SAMPLE.read_text(encoding="utf-8"))
     # The response data of the sample tap: PPSE and application FCIs, GPO, a record.
     bodies = [
@@ -110,8 +136,6 @@ def benchmarks(repeat: int) -> list[dict[str, object]]:
             repeat,
         ),
     ]
-    results += _card_and_hsm(repeat)
-    results += _taps(repeat)
     return results
 
 
@@ -218,27 +242,67 @@ def _walk(objects: list[tlv.Tlv]) -> list[tlv.Tlv]:
 
 
 def table(results: list[dict[str, object]]) -> str:
-    lines = [f"{'benchmark':<48} {'median':>12}  {'spread (min..max)':<24} unit"]
+    """The results as a text table: rates as whole numbers, milliseconds to 3 decimals,
+    and the reason in place of the figures of a row that could not be measured."""
+    width = max([48, *(len(str(r["name"])) for r in results)])
+    lines = [f"{'benchmark':<{width}} {'median':>12}  {'spread (min..max)':<24} unit"]
     for r in results:
-        spread = f"{r['min']:,.0f}..{r['max']:,.0f}"
-        lines.append(f"{r['name']!s:<48} {r['median']:>12,.0f}  {spread:<24} {r['unit']}")
+        if "skipped" in r:
+            lines.append(f"{r['name']!s:<{width}} {'-':>12}  skipped: {r['skipped']}")
+            continue
+        digits = 3 if str(r["unit"]).startswith("ms/") else 0
+        spread = f"{r['min']:,.{digits}f}..{r['max']:,.{digits}f}"
+        lines.append(
+            f"{r['name']!s:<{width}} {r['median']:>12,.{digits}f}  {spread:<24} {r['unit']}"
+        )
     return "\n".join(lines)
+
+
+def _cpu() -> str:
+    """The processor's model name (Linux), or the platform's word for it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown processor"
+
+
+def _groups(text: str) -> tuple[str, ...]:
+    groups = tuple(g.strip() for g in text.split(",") if g.strip())
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or not groups:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected one or more of {', '.join(GROUPS)}, comma-separated"
+        )
+    return groups
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="batches per figure (default 7)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        default=GROUPS,
+        metavar="GROUP,...",
+        help=f"run only these groups: {', '.join(GROUPS)} (default: all)",
+    )
     args = parser.parse_args()
-    results = benchmarks(args.repeat)
+    results = benchmarks(args.repeat, args.only)
     machine = (
         f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} cores, {platform.machine()}"
+        f"{os.cpu_count()} cores, {platform.machine()}, {_cpu()}"
     )
+    notes = links.ratios(results)
     print(f"machine: {machine}")
     print(table(results))
+    for note in notes:
+        print(note)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": machine, "results": results, "notes": notes}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ can read from it, decoded (:func:`hce.card.show_profile`); PANs are masked
 unless ``--clear``.
 
 ``emvtap card serve PROFILE --vpcd [HOST:PORT]`` serves the emulated card to a
-vsmartcard vpcd reader (pcscd's ``ifd-vpcd``) until SIGINT or SIGTERM
-(:mod:`scenarios.card_serve`).
+vsmartcard vpcd reader (pcscd's ``ifd-vpcd``), ``--nfc DEVICE`` puts it in an NFC
+field through nfcpy (``udp:HOST:PORT``, the simulated RF link, or a USB reader that
+can emulate a card), until SIGINT or SIGTERM (:mod:`scenarios.card_serve`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from hce.card import show_profile
-from scenarios.card_serve import DEFAULT_VPCD, serve
+from scenarios.card_serve import DEFAULT_RECONNECT_PAUSE, DEFAULT_VPCD, NFC_FORMS, serve
 from scenarios.subcommands import Subcommands, command_group, mask_option
 
 __all__ = ["add_card_commands"]
@@ -40,22 +41,34 @@ def add_card_commands(commands: Subcommands) -> None:
 def _add_serve(sub: Subcommands) -> None:
     serve_parser = sub.add_parser(
         "serve",
-        help="serve an emulated card to a vpcd reader (pcscd's vsmartcard driver)",
+        help="serve an emulated card to a vpcd reader (pcscd's vsmartcard driver) or in an "
+        "NFC field (nfcpy)",
         description="Build the emulated card for PROFILE (a plastic card under a test "
         "issuer, or an HCE card provisioned by an in-process token server) and serve it "
-        "to the vsmartcard vpcd reader at HOST:PORT until SIGINT or SIGTERM; the card "
-        "connects again after the reader drops it.",
+        "until SIGINT or SIGTERM: to the vsmartcard vpcd reader at HOST:PORT (--vpcd, the "
+        "default; the card connects again after the reader drops it), or as an ISO/IEC "
+        "14443-4 Type A card on an nfcpy device (--nfc: nfcpy's simulated RF link on UDP, "
+        "or a USB reader that can emulate a card: PN533-based boards, SCM SCL3711, Sony "
+        "RC-S380; the ACR122U cannot). Each power-on or activation is a new tap.",
     )
     serve_parser.add_argument(
         "profile", metavar="PROFILE", help="a shipped profile's name or a file"
     )
-    serve_parser.add_argument(
+    where = serve_parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--vpcd",
         metavar="HOST:PORT",
         nargs="?",
         const=DEFAULT_VPCD,
-        default=DEFAULT_VPCD,
-        help=f"the vpcd reader to connect to (default {DEFAULT_VPCD})",
+        help=f"connect to the vpcd reader at HOST:PORT (the default, at {DEFAULT_VPCD})",
+    )
+    where.add_argument(
+        "--nfc",
+        metavar="DEVICE",
+        help=f"be a card on the nfcpy device DEVICE: {NFC_FORMS}. udp: nfcpy's simulated "
+        "RF link, the card listening on HOST:PORT for a reader such as emvtap tap --reader "
+        "nfc:udp:HOST:PORT; usb: a reader that can emulate a card (PN533-based boards, "
+        "SCM SCL3711, Sony RC-S380; not the ACR122U), which needs a 4-byte UID starting 08",
     )
     serve_parser.add_argument(
         "--state",
@@ -79,9 +92,9 @@ def _add_serve(sub: Subcommands) -> None:
         "--reconnect-pause",
         metavar="SECONDS",
         type=float,
-        default=1.0,
-        help="wait this long before connecting again after the reader drops the card "
-        "(default 1.0: pcscd misses a card that comes back at once)",
+        help="--vpcd only: wait this long before connecting again after the reader drops "
+        f"the card (default {DEFAULT_RECONNECT_PAUSE}: pcscd misses a card that comes back "
+        "at once)",
     )
     mask_option(serve_parser)
     serve_parser.set_defaults(handler=serve)

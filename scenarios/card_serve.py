@@ -1,4 +1,5 @@
-"""``emvtap card serve PROFILE --vpcd [HOST:PORT]``: an emulated card for a vpcd reader.
+"""``emvtap card serve PROFILE --vpcd [HOST:PORT] | --nfc DEVICE``: an emulated card
+for a vpcd reader, or in an NFC field.
 
 The card is built for PROFILE as :class:`scenarios.tap.TapEnvironment` builds it:
 
@@ -12,20 +13,38 @@ The card is built for PROFILE as :class:`scenarios.tap.TapEnvironment` builds it
 The state directory is a temporary one, removed at the end, unless ``--state`` is
 given. ``--ca-keys FILE`` writes the CA public key a terminal needs for the card's
 offline data authentication, in the :class:`emv.crypto.oda.CaKeyStore` text format.
+The UID is ``--uid`` or a random single-size NFCID1 (``08`` then 3 random bytes,
+ISO/IEC 14443-3), kept in the state directory.
 
-The card then connects to the vpcd reader (pcscd's ``ifd-vpcd``, or
-:class:`terminal.readers.vpcd.VpcdReader`) and serves it (:class:`hce.card.vpcd.VpcdCard`)
-behind :class:`hce.card.vpcd.PcscReaderCard`, which answers the reader's own GET DATA
-(UID, ATS historical bytes). The UID is ``--uid`` or a random single-size NFCID1
-(``08`` then 3 random bytes, ISO/IEC 14443-3), kept in the state directory. After the
-reader drops the connection the card connects again after ``--reconnect-pause``
-seconds. SIGINT or SIGTERM closes the connection and ends with status 0.
+Where the card goes, one of (``--vpcd`` when neither is given):
+
+* ``--vpcd [HOST:PORT]``: the card connects to the vpcd reader (pcscd's ``ifd-vpcd``,
+  or :class:`terminal.readers.vpcd.VpcdReader`) and serves it
+  (:class:`hce.card.vpcd.VpcdCard`) behind :class:`hce.card.vpcd.PcscReaderCard`,
+  which answers the reader's own GET DATA (UID, ATS historical bytes). After the
+  reader drops the connection the card connects again after ``--reconnect-pause``
+  seconds.
+* ``--nfc DEVICE``: the card is an ISO/IEC 14443-4 Type A target on the nfcpy device
+  DEVICE (:class:`hce.card.nfc.NfcCard`; every activation is a new tap):
+  ``udp:HOST:PORT``, nfcpy's simulated RF link, the card listening on HOST:PORT (PORT
+  0: a free port, named in the banner; a reader opens ``udp:HOST:PORT``, e.g.
+  :class:`terminal.readers.nfc.NfcReader` or ``emvtap tap --reader nfc:udp:...``), or
+  ``usb``, ``usb:BUS:DEV``, ``usb:VID:PID``, a reader that can emulate a card: PN533
+  boards, SCM SCL3711, Sony RC-S380 (not the ACR122U, which nfcpy cannot make listen).
+  Those chips need a 4-byte UID starting with ``08``, which the stable UID is.
+  ``--reconnect-pause`` is refused: a card in a field does not reconnect.
+
+A banner line on standard output says which card (PAN masked unless ``--clear``), its
+UID and where it is, once the card is there. SIGINT or SIGTERM closes the connection
+or the device, prints "card stopped" on standard error and ends with status 0. A
+device or a reader that cannot be used is a one-line error (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -44,12 +63,28 @@ from hce.card import Card, FileCounterStore, SoftIssuer, load_profile, personali
 from hce.card.vpcd import CardLike, PcscReaderCard, VpcdCard
 from scenarios.tap import TapEnvironment
 
-__all__ = ["DEFAULT_VPCD", "ServedCard", "build_card", "parse_endpoint", "parse_uid", "serve"]
+__all__ = [
+    "DEFAULT_RECONNECT_PAUSE",
+    "DEFAULT_VPCD",
+    "NFC_FORMS",
+    "ServedCard",
+    "build_card",
+    "parse_endpoint",
+    "parse_nfc_device",
+    "parse_uid",
+    "serve",
+]
 
 DEFAULT_VPCD = f"127.0.0.1:{VPCD_PORT}"
+DEFAULT_RECONNECT_PAUSE = 1.0
+"""Seconds before the card joins vpcd again (pcscd misses a card that comes back at once)."""
+NFC_FORMS = "usb, usb:BUS:DEV, usb:VID:PID or udp:HOST:PORT"
 RANDOM_UID_FIRST = 0x08
 """The first byte of a random single-size NFCID1 (ISO/IEC 14443-3 §6.5.4)."""
 UID_FILE = "uid"
+_USB_PATH = re.compile(r"usb(:[0-9a-fA-F]{4}(:[0-9a-fA-F]{4})?|:[0-9]{1,3}(:[0-9]{1,3})?)?")
+"""nfcpy's USB paths: ``usb``, ``usb:VID[:PID]`` (4 hex digits), ``usb:BUS[:DEV]``."""
+_UDP_PATH = re.compile(r"udp:([^:\s]+):([0-9]{1,5})")
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -59,6 +94,17 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     if not colon or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"--vpcd {text!r}: expected HOST:PORT, e.g. {DEFAULT_VPCD}")
     return host, int(port_text)
+
+
+def parse_nfc_device(text: str) -> str:
+    """``--nfc``: an nfcpy path the card can listen on (:data:`NFC_FORMS`; a UDP port
+    from 0, a free one, to 65535). Whether a device is there is seen when it opens."""
+    udp = _UDP_PATH.fullmatch(text)
+    if udp is not None and int(udp.group(2)) <= 65535:
+        return text
+    if _USB_PATH.fullmatch(text) is None:
+        raise ValueError(f"--nfc {text!r}: expected {NFC_FORMS}")
+    return text
 
 
 def parse_uid(text: str) -> bytes:
@@ -169,17 +215,33 @@ def _stopping_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 
 def serve(args: argparse.Namespace) -> int:
     """``emvtap card serve``: build the card, say where it goes, serve until a signal."""
-    host, port = parse_endpoint(args.vpcd)
     uid_given = parse_uid(args.uid) if args.uid is not None else None
-    if args.reconnect_pause < 0:
-        raise ValueError(f"--reconnect-pause {args.reconnect_pause}: expected 0 or more seconds")
+    pause = DEFAULT_RECONNECT_PAUSE if args.reconnect_pause is None else args.reconnect_pause
+    device: str | None = None
+    endpoint: tuple[str, int] | None = None
+    if args.nfc is not None:
+        device = parse_nfc_device(args.nfc)
+        if args.reconnect_pause is not None:
+            raise ValueError(
+                "--reconnect-pause is for --vpcd only (an NFC card does not reconnect)"
+            )
+        if uid_given is not None and device.startswith("usb"):
+            _check_hardware_uid(uid_given)
+    else:
+        endpoint = parse_endpoint(args.vpcd if args.vpcd is not None else DEFAULT_VPCD)
+        if pause < 0:
+            raise ValueError(f"--reconnect-pause {pause}: expected 0 or more seconds")
     owned = args.state is None
     state = Path(tempfile.mkdtemp(prefix="emvtap-card-")) if owned else Path(args.state)
     try:
         state.mkdir(parents=True, exist_ok=True)
         served = build_card(args.profile, state)
         try:
-            return _serve(args, served, host, port, uid_given or _stable_uid(state))
+            uid = uid_given or _stable_uid(state)
+            if device is not None:
+                return _serve_nfc(args, served, device, uid)
+            assert endpoint is not None
+            return _serve_vpcd(args, served, endpoint, uid, pause)
         finally:
             served.close()
     finally:
@@ -187,24 +249,104 @@ def serve(args: argparse.Namespace) -> int:
             shutil.rmtree(state, ignore_errors=True)
 
 
-def _serve(args: argparse.Namespace, served: ServedCard, host: str, port: int, uid: bytes) -> int:
+def _check_hardware_uid(uid: bytes) -> None:
+    """The UID a PN53x or RC-S380 chip can give a card (before the card is built)."""
+    if len(uid) != 4 or uid[0] != RANDOM_UID_FIRST:
+        raise ValueError(
+            f"--uid {uid.hex().upper()}: a card on a USB reader has a 4-byte UID starting 08"
+        )
+
+
+def _banner(args: argparse.Namespace, served: ServedCard, uid: bytes, where: str) -> str:
+    pan = served.pan if args.clear else mask_pan(served.pan)
+    return (
+        f"emvtap: card {args.profile} (PAN {pan}, UID {uid.hex().upper()}) {where}; Ctrl-C to stop"
+    )
+
+
+def _serve_vpcd(
+    args: argparse.Namespace,
+    served: ServedCard,
+    endpoint: tuple[str, int],
+    uid: bytes,
+    pause: float,
+) -> int:
+    host, port = endpoint
     if args.ca_keys is not None:
         write_ca_keys(Path(args.ca_keys), served.ca_key, args.profile)
-    pan = served.pan if args.clear else mask_pan(served.pan)
     vicc = VpcdCard(PcscReaderCard(served.card, uid), host, port)
-    print(
-        f"emvtap: card {args.profile} (PAN {pan}, UID {uid.hex().upper()}) connecting to "
-        f"vpcd {host}:{port}; Ctrl-C to stop",
-        flush=True,
-    )
+
+    def serving(stop: threading.Event) -> None:
+        vicc.serve(stop, retry=max(pause, 0.05), pause=pause)
+
+    banner = _banner(args, served, uid, f"connecting to vpcd {host}:{port}")
+    _serve_until_signal(serving, vicc.close, banner)
+    return 0
+
+
+def _serve_nfc(args: argparse.Namespace, served: ServedCard, device: str, uid: bytes) -> int:
+    try:  # nfcpy is an optional extra
+        import nfc.clf  # noqa: PLC0415
+
+        from hce.card.nfc import NfcCard  # noqa: PLC0415
+    except ImportError:
+        raise ValueError("--nfc needs nfcpy: pip install 'emvtap[nfc]'") from None
+    try:
+        target = NfcCard(served.card, device, uid=uid)
+    except OSError as err:  # no device there, no access, an address that cannot be bound
+        message = err.strerror or str(err)
+        if not message.startswith(device):
+            message = f"{device}: {message}"
+        raise OSError(f"--nfc {message}") from None
+    except nfc.clf.Error as err:
+        raise OSError(f"--nfc {device}: {err}") from None
+    try:
+        if args.ca_keys is not None:
+            write_ca_keys(Path(args.ca_keys), served.ca_key, args.profile)
+
+        def serving(stop: threading.Event) -> None:
+            try:
+                target.serve(stop)
+            except nfc.clf.UnsupportedTargetError as err:
+                raise OSError(f"--nfc {target.path}: {err}: it cannot emulate a card") from None
+            except nfc.clf.Error as err:
+                raise OSError(f"--nfc {target.path}: {err}") from None
+
+        banner = _banner(args, served, uid, f"listening on nfc {target.path}")
+        _serve_until_signal(serving, target.close, banner)
+    finally:
+        target.close()
+    return 0
+
+
+def _serve_until_signal(
+    serving: Callable[[threading.Event], None], close: Callable[[], None], banner: str
+) -> None:
+    """Run ``serving(stop)`` on a thread and print ``banner``; SIGINT or SIGTERM sets
+    ``stop`` and calls ``close`` (from the main thread, which holds none of the card's
+    locks: it only waits). What ``serving`` raises is raised here."""
     stop = threading.Event()
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serving(stop)
+        except BaseException as err:
+            failed.append(err)
+        finally:
+            done.set()
 
     def stopping() -> None:
         stop.set()
-        vicc.close()
+        close()
 
-    pause = float(args.reconnect_pause)
+    thread = threading.Thread(target=run, name="emvtap-card-serve", daemon=True)
     with _stopping_on_signals(stopping):
-        vicc.serve(stop, retry=max(pause, 0.05), pause=pause)
+        thread.start()
+        print(banner, flush=True)
+        done.wait()
+    thread.join()
+    if failed:
+        raise failed[0]
     print("emvtap: card stopped", file=sys.stderr, flush=True)
-    return 0

@@ -27,6 +27,7 @@ import softhsm
 
 from scenarios.cli import main
 from scenarios.hsm_spec import ENVIRONMENT_PREFIX, PIN_ENV, Pkcs11Spec, parse_hsm
+from scenarios.loader import load_paths
 from scenarios.tap import TapEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,3 +248,14 @@ def test_the_spec_parses_once_for_every_command() -> None:
     for bad in ("", "pkcs11:", "pkcs11::tok", "pkcs11:/lib/p11.so:", "PKCS11:/x"):
         with pytest.raises(ValueError, match="expected 'soft' or 'pkcs11:MODULE"):
             parse_hsm(bad)
+
+
+def test_the_kernel_packs_pass_with_softhsm_behind_the_token_server(
+    token: Token, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packs = [PACKS / "kernel2", PACKS / "kernel3"]
+    count = len(load_paths(packs))
+    status, out, _ = _emvtap(capsys, "run", *map(str, packs), "--hsm", token.spec, "-j", "2", "-q")
+    assert status == 0, out
+    assert f"{count} passed, 0 failed, 0 errored" in out
+    assert token.labels() == []
