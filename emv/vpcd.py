@@ -65,7 +65,7 @@ def contactless_atr(ats: bytes) -> bytes:
     (at most 15: the rest do not fit T0), and TCK, the exclusive-or of every byte
     from T0 to the last historical byte (ISO/IEC 7816-3 §8.2.5, so T0..TCK XOR to 0).
 
-    A card with no historical bytes (the emvtap card's ATS 05 78 80 E0 02) is
+    A card with no historical bytes (the emvtap card's ATS 05 78 80 E0 00) is
     ``3B 80 80 01 01``. (``3B 8F 80 01 80 4F 0C A0 00 00 03 06 ...`` is the Part 3
     ATR of a *storage* card, ISO/IEC 14443-3 only, with a registered card name:
     not what an ISO-DEP payment card gives.)"""

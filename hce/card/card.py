@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from emv import isodep
 from emv.apdu import INS_NAMES, PPSE, ApduError, CommandApdu
 from emv.link import CardRemoved
 from hce.card.applet import (
@@ -44,9 +45,9 @@ from hce.card.visa import VisaApplet
 
 __all__ = ["APPLETS", "ATS", "Card"]
 
-ATS = bytes.fromhex("057880E002")
-"""ISO/IEC 14443-4 ATS: TL 05, T0 78 (TA TB TC follow, FSCI 8: 256-byte frames),
-TA 80, TB E0 (FWI 14, SFGI 0), TC 02 (CID supported); no historical bytes."""
+ATS = isodep.ATS
+"""The card's ISO/IEC 14443-4 ATS (:func:`emv.isodep.build_ats`): 256-byte frames,
+FWI 14, no CID or NAD, no historical bytes (``05 78 80 E0 00``), whatever the link."""
 
 APPLETS: Mapping[str, AppletFactory] = MappingProxyType(
     {"visa": VisaApplet, "mastercard": MastercardApplet}

@@ -34,7 +34,7 @@ SEED = 20261126
 WHEN = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PROFILES = ("visa_qvsdc_plastic", "mastercard_mchip_plastic")
 INTERESTING_SW = (0x9000, 0x6A82, 0x6985, 0x6984, 0x6986, 0x6A88, 0x6700, 0x6D00, 0x6A86, 0x6F00)
-ATS = bytes.fromhex("057880E002")
+ATS = bytes.fromhex("057880E000")
 
 
 def _entry_point(issuer: SoftIssuer) -> EntryPoint:

@@ -33,7 +33,7 @@ def test_a_card_is_a_link_and_answers_rats_with_an_ats(make_plastic) -> None:
     assert isinstance(card, Link)
     with pytest.raises(CardRemoved):
         card.transceive(apdu.select_ppse().to_bytes())
-    assert card.power_on() == ATS == bytes.fromhex("057880E002")
+    assert card.power_on() == ATS == bytes.fromhex("057880E000")
     card.power_off()
     with pytest.raises(CardRemoved):
         card.transceive(apdu.select_ppse().to_bytes())

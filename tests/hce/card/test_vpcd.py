@@ -93,7 +93,7 @@ def _xor(data: bytes) -> int:
 
 
 def test_the_atr_of_a_card_without_historical_bytes() -> None:
-    atr = contactless_atr(bytes.fromhex("057880E002"))  # the emvtap card's ATS
+    atr = contactless_atr(bytes.fromhex("057880E000"))  # the emvtap card's ATS
     assert atr == bytes.fromhex("3B80800101")
     assert _xor(atr[1:]) == 0  # T0 .. TCK
 
