@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["CardRemoved", "Link", "LinkError"]
+__all__ = ["NFCPY_UDP_DEFAULT", "CardRemoved", "Link", "LinkError", "udp_address"]
 
 
 class LinkError(Exception):
@@ -44,3 +44,26 @@ class Link(Protocol):
     def transceive(self, command: bytes) -> bytes:
         """Send one command APDU and return the whole response APDU (data + SW1 SW2)."""
         ...
+
+
+NFCPY_UDP_DEFAULT = ("localhost", 54321)
+"""Where nfcpy's ``udp`` driver goes when its path names no host or port."""
+
+
+def udp_address(device: str, *, any_port: bool = False) -> tuple[str, int] | None:
+    """HOST and PORT of an nfcpy ``udp[:HOST][:PORT]`` device path (nfcpy's simulated RF
+    link); None when ``device`` is another kind of path. Port 0 (a free one) only with
+    ``any_port`` (the side that listens); a bad path is a :class:`ValueError` saying why."""
+    if device != "udp" and not device.startswith("udp:"):
+        return None
+    parts = device.split(":")
+    if len(parts) > 3:
+        raise ValueError(f"{device}: expected udp:HOST:PORT")
+    host = parts[1] if len(parts) > 1 and parts[1] else NFCPY_UDP_DEFAULT[0]
+    port_text = parts[2] if len(parts) > 2 and parts[2] else str(NFCPY_UDP_DEFAULT[1])
+    if not port_text.isdigit():
+        raise ValueError(f"{device}: the port is not a number")
+    port, lowest = int(port_text), 0 if any_port else 1
+    if not lowest <= port <= 0xFFFF:
+        raise ValueError(f"{device}: port {port} is not {lowest} to 65535")
+    return host, port

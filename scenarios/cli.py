@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from emv import tags, tlv, trace
+from emv.link import LinkError
 from hce.hsm.interface import HsmError
 from hce.server.errors import ServiceError
 from hce.wallet.errors import WalletError
@@ -37,7 +38,7 @@ from scenarios.card_cli import add_card_commands
 from scenarios.run_cli import add_run_command
 from scenarios.server_cli import ServerSetupError, add_server_commands
 from scenarios.subcommands import EXIT_USAGE, Subcommands, command_group, mask_option, usage
-from scenarios.tap_cli import add_tap_command
+from scenarios.tap_cli import add_readers_command, add_tap_command
 
 __all__ = ["main"]
 
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except (
         CliError,
+        LinkError,
         ServerSetupError,
         HsmError,
         ServiceError,
@@ -88,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     add_server_commands(commands)
     add_card_commands(commands)
     add_tap_command(commands)
+    add_readers_command(commands)
     add_run_command(commands)
     return parser
 

@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from datetime import datetime
 from functools import cache
@@ -58,10 +59,17 @@ from scenarios.subcommands import Subcommands, mask_option
 from scenarios.tap import TapEnvironment
 from terminal.config import TerminalConfig, load_config, with_ca_keys
 from terminal.pos import Terminal, TransactionResult
+from terminal.readers.pcsc import list_readers
 from terminal.report import render, to_dict
 from terminal.transaction import Transaction, TransactionType
 
-__all__ = ["EXIT_DECLINED", "add_tap_command", "parse_amount", "parse_currency"]
+__all__ = [
+    "EXIT_DECLINED",
+    "add_readers_command",
+    "add_tap_command",
+    "parse_amount",
+    "parse_currency",
+]
 
 EXIT_DECLINED = 1
 TYPES = {
@@ -192,6 +200,28 @@ def add_tap_command(commands: Subcommands) -> None:
     tap.add_argument("--json", action="store_true", help="print one JSON document")
     mask_option(tap)
     tap.set_defaults(handler=_tap)
+
+
+def add_readers_command(commands: Subcommands) -> None:
+    """Register ``emvtap readers``."""
+    readers = commands.add_parser(
+        "readers",
+        help="list the PC/SC readers (for emvtap tap --reader)",
+        description="List the readers pcscd knows, one a line, for emvtap tap --reader "
+        "NAME. NFC devices through nfcpy are named nfc:usb, nfc:usb:BUS:DEV or "
+        "nfc:udp:HOST:PORT instead (python -m nfc lists the USB ones). Exit status 2 "
+        "when the PC/SC service is not running.",
+    )
+    readers.set_defaults(handler=_readers)
+
+
+def _readers(_args: argparse.Namespace) -> int:
+    names = list_readers()
+    for name in names:
+        print(name)
+    if not names:
+        print("(pcscd is running but has no reader)", file=sys.stderr)
+    return 0
 
 
 def _profile(name: str) -> CardProfile:

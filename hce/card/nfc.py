@@ -49,7 +49,7 @@ import threading
 from typing import Any
 
 from emv.isodep import MAX_FRAME, IsoDepError, Picc, PiccReply, build_ats, parse_rats
-from emv.link import CardRemoved
+from emv.link import CardRemoved, udp_address
 from hce.card.vpcd import CardLike
 
 try:
@@ -67,7 +67,6 @@ SEL_RES_ISO_DEP = b"\x20"
 """SEL_RES (SAK, ISO/IEC 14443-3) with b6 set: the target speaks ISO/IEC 14443-4."""
 SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"
 _WAKE = b"WAKE"  # not an nfcpy udp frame: wakes a listening socket, is then dropped
-_UDP_DEFAULTS = ("localhost", 54321)  # nfcpy's
 _CASCADE_TAG = 0x88
 _AFTER_DESELECT = 0.01  # hardware: how long to listen after answering DESELECT (0 waits for ever)
 
@@ -82,7 +81,11 @@ class _UdpTarget(nfc.clf.udp.Device):  # type: ignore[misc]
     addr: tuple[str, int]
 
     def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port)  # resolves host; makes an unbound socket
+        # Not nfcpy's __init__: it names a port by its service where one exists (9 ->
+        # "discard") and then fails to read it back as a number.
+        self.addr = (socket.gethostbyname(host), port)
+        self.socket = None
+        self._create_socket()  # unbound
         try:
             self.socket.bind(self.addr)
         except OSError as err:
@@ -122,23 +125,6 @@ class _UdpTarget(nfc.clf.udp.Device):  # type: ignore[misc]
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker,
         ):
             waker.sendto(_WAKE, self.addr)
-
-
-def _udp_address(device: str) -> tuple[str, int] | None:
-    """HOST and PORT of an nfcpy ``udp[:HOST][:PORT]`` path (None: not udp)."""
-    if device != "udp" and not device.startswith("udp:"):
-        return None
-    parts = device.split(":")
-    if len(parts) > 3:
-        raise ValueError(f"{device}: expected udp:HOST:PORT")
-    host = parts[1] if len(parts) > 1 and parts[1] else _UDP_DEFAULTS[0]
-    try:
-        port = int(parts[2]) if len(parts) > 2 and parts[2] else _UDP_DEFAULTS[1]
-    except ValueError:
-        raise ValueError(f"{device}: the port is not a number") from None
-    if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"{device}: port {port} is not 0 to 65535")
-    return host, port
 
 
 def _check_uid(uid: bytes, hardware: bool) -> None:
@@ -181,7 +167,7 @@ class NfcCard:
         idle_timeout: float = 10.0,
         poll: float = 0.5,
     ) -> None:
-        udp = _udp_address(device)
+        udp = udp_address(device, any_port=True)
         _check_uid(uid, hardware=udp is None)
         self.card = card
         self.uid = uid

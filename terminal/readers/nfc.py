@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import time
 from typing import Any, NoReturn
 
@@ -55,7 +56,7 @@ from emv.isodep import (
     frame_waiting_time,
     parse_ats,
 )
-from emv.link import CardRemoved, LinkError
+from emv.link import CardRemoved, LinkError, udp_address
 
 try:
     import nfc
@@ -72,7 +73,6 @@ POLL_INTERVAL = 0.1
 """The least time between two polls of the field (hardware answers a poll at once)."""
 DESELECT_WAIT = 0.5
 """The longest wait for the answer to S(DESELECT) (the field goes off anyway)."""
-_UDP_DEFAULTS = ("localhost", 54321)  # nfcpy's
 
 
 class _UdpInitiator(nfc.clf.udp.Device):  # type: ignore[misc]
@@ -81,6 +81,14 @@ class _UdpInitiator(nfc.clf.udp.Device):  # type: ignore[misc]
 
     socket: Any  # nfcpy's, a UDP socket (None while the field is off)
     addr: tuple[str, int]
+
+    def __init__(self, host: str, port: int) -> None:
+        # Not nfcpy's __init__: it names a port by its service where one exists (9 ->
+        # "discard") and then fails to read it back as a number.
+        self.addr = (socket.gethostbyname(host), port)
+        self._path = f"udp:{self.addr[0]}:{port}"
+        self.socket = None
+        self._create_socket()
 
     def _create_socket(self) -> None:
         if self.socket is None:
@@ -95,23 +103,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _udp_address(device: str) -> tuple[str, int] | None:
-    """HOST and PORT of an nfcpy ``udp[:HOST][:PORT]`` path (None: not udp)."""
-    if device != "udp" and not device.startswith("udp:"):
-        return None
-    parts = device.split(":")
-    if len(parts) > 3:
-        raise ValueError(f"{device}: expected udp:HOST:PORT")
-    host = parts[1] if len(parts) > 1 and parts[1] else _UDP_DEFAULTS[0]
-    try:
-        port = int(parts[2]) if len(parts) > 2 and parts[2] else _UDP_DEFAULTS[1]
-    except ValueError:
-        raise ValueError(f"{device}: the port is not a number") from None
-    if not 0 < port <= 0xFFFF:
-        raise ValueError(f"{device}: port {port} is not 1 to 65535")
-    return host, port
 
 
 class NfcReader:
@@ -134,7 +125,7 @@ class NfcReader:
         self.ats: bytes | None = None  # the ATS of the card activated
         self._pcd: Pcd | None = None
         self._clf = nfc.ContactlessFrontend()
-        udp = _udp_address(device)
+        udp = udp_address(device)
         if udp is not None:
             udp_device = _UdpInitiator(*udp)
             udp_device._path = f"udp:{udp_device.addr[0]}:{udp_device.addr[1]}"

@@ -290,3 +290,41 @@ def test_kernel_packs_pass_over(link: str) -> None:
     failed = [(r.scenario.id, r.verdict, r.error) for r in results if r.verdict != "passed"]
     assert failed == []
     assert len(results) == len(scenarios) > 60
+
+
+# --- emvtap readers and emvtap tap --reader --------------------------------------------------
+
+
+def _emvtap(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*EMVTAP, *argv], check=False, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+def test_emvtap_readers_and_a_tap_on_a_pcsc_reader(
+    pcscd: PrivatePcscd, served: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    listed = _emvtap(_env(pcscd), "readers")
+    assert listed.returncode == 0 and listed.stdout.splitlines() == list(pcscd.readers)
+    ca_keys = str(tmp_path / "state" / "ca.txt")
+    tapped = _emvtap(
+        _env(pcscd), "tap", "--reader", READER, "--amount", "1.00", "--config", "offline_only",
+        "--ca-keys", ca_keys,
+    )  # fmt: skip
+    assert tapped.returncode == 0, tapped.stdout + tapped.stderr
+    assert f"Card:         {READER}" in tapped.stdout
+    assert "Approved" in tapped.stdout and "field on, ATR 3B80800101" in tapped.stdout
+    assert "476173******0010" in tapped.stdout and "4761739001010010" not in tapped.stdout
+
+
+def test_without_pcscd_the_pc_sc_commands_say_so_in_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=str(tmp_path / "none.comm"), PYTHONPATH=str(ROOT))
+    for argv in (
+        ["readers"],
+        ["tap", "--reader", READER, "--amount", "1.00"],
+        ["run", str(PACKS / "kernel3"), "--link", "pcsc"],
+    ):
+        done = _emvtap(env, *argv)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and "is pcscd running?" in done.stderr
+        assert "Traceback" not in done.stderr
