@@ -3,24 +3,29 @@ whole online taps over each ``--link`` mode of :mod:`scenarios.links`, and the s
 APDU answered by vsmartcard's own virtual card ``vicc`` over the same pcscd.
 
 * **APDU round trip**: SELECT PPSE (``00 A4 04 00 0E 2PAY.SYS.DDF01 00``) sent
-  again and again to a powered Visa plastic card, by the terminal's side of the link.
+  again and again to a powered Visa plastic card by the terminal's side of the link.
   Over ``pcsc`` that is :class:`terminal.readers.pcsc.PcscReader` -> pcscd -> vpcd ->
-  :class:`hce.card.vpcd.VpcdCard`; the same reader type then sends the same SELECT to
-  ``vicc`` (:mod:`bench.vicc_card`) on the daemon's second vpcd reader, as shipped
-  and with its socket tuned as emvtap's card tunes its own.
-* **online tap**: :meth:`scenarios.tap.TapEnvironment.tap` on the link, Kernel 3
+  :class:`hce.card.vpcd.VpcdCard`; the same reader class then sends the same SELECT to
+  ``vicc`` (:mod:`bench.vicc_card`) on the daemon's second vpcd reader, with its
+  socket tuned as emvtap's card tunes its own, and as shipped.
+* **online tap**: :meth:`scenarios.tap.TapEnvironment.tap` over the link, Kernel 3
   with fDDA (``visa_qvsdc_plastic``) and Kernel 2 with CDA
-  (``mastercard_mchip_plastic``), token server in process, as the in-process rows.
+  (``mastercard_mchip_plastic``), token server in process, as the in-process rows
+  of ``python -m bench``; every tap must be approved online.
 
 Every figure is milliseconds per call: the median over ``repeat`` timed batches of
-the batch's mean, with the spread (min..max) of those means.
+the batch's mean, with the spread (min..max) of those means. The rows of one kind are
+measured **interleaved** (a batch of each in turn, ``repeat`` times), so that load
+from elsewhere on the machine falls on all of them alike; vicc as shipped (some 40 ms
+an APDU) comes alone, after.
 
 pcsc-lite reads ``PCSCLITE_CSOCK_NAME`` once per process and vpcd listens inside the
-private pcscd's network namespace (:mod:`scenarios.pcscd`), so the ``pcsc`` rows are
-measured in a child process, ``python -m bench.links --pcsc-child``, started inside
-that namespace with the daemon's environment; it writes its rows as JSON. When a
-private pcscd cannot run here, or pyscard, nfcpy or vicc is missing, the rows it
-would give say why instead.
+private pcscd's network namespace (:mod:`scenarios.pcscd`), so when a private pcscd
+can run, every row is measured in a child process, ``python -m bench.links``, started
+inside that namespace with the daemon's environment (loopback is there for the other
+links); it writes its rows as JSON. When it cannot (not root, no pcscd or vpcd
+driver, no pyscard) or the child fails, the other links are measured in this process
+and the pcsc rows say why; so do rows whose link lacks nfcpy, or vicc.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +56,11 @@ TAPS = (
     ("visa_qvsdc_plastic", "Kernel 3, fDDA"),
     ("mastercard_mchip_plastic", "Kernel 2, CDA"),
 )
-OTHER_LINKS = ("inprocess", "vpcd-direct", "nfc-udp")
+LINKS = ("inprocess", "vpcd-direct", "nfc-udp", "pcsc")
+VICC_TUNED, VICC_SHIPPED = "vicc, TCP_NODELAY + QUICKACK", "vicc, as shipped"
 CHILD_TIMEOUT = 900.0  # seconds for the whole pcsc child
-VICC_READY = 10.0  # seconds for vicc to connect and pcscd to see its card
-
-VICC_KINDS = {False: "as shipped", True: "TCP_NODELAY + QUICKACK"}
+VICC_READY = 10.0  # seconds for vicc to connect and pcscd to power its card
+BATCH_SECONDS = 0.05  # a timed batch lasts at least this long
 
 Row = dict[str, Any]
 
@@ -68,37 +75,54 @@ def tap_name(kernel: str, link: str) -> str:
     return f"online tap, {kernel}, {link}"
 
 
-def latency(name: str, call: Callable[[], object], repeat: int, unit: str) -> Row:
-    """Milliseconds per ``call``: the median of ``repeat`` batch means (batches sized
-    to take 0.05 s or more) and their spread."""
-    batch = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        if time.perf_counter() - start > 0.05:
-            break
-        batch *= 4
-    means = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        means.append((time.perf_counter() - start) * 1000 / batch)
-    return {
-        "name": name,
-        "unit": unit,
-        "median": statistics.median(means),
-        "min": min(means),
-        "max": max(means),
-        "runs": repeat,
-        "batch": batch,
-    }
-
-
 def skipped(name: str, unit: str, reason: str) -> Row:
     """A row that could not be measured here, and why."""
     return {"name": name, "unit": unit, "skipped": reason}
+
+
+@dataclass
+class Case:
+    """One figure to measure: milliseconds per ``call``."""
+
+    name: str
+    unit: str
+    call: Callable[[], object]
+
+
+def interleaved(cases: list[Case], repeat: int) -> list[Row]:
+    """Each case's milliseconds per call: batch sizes found first (each batch lasting
+    :data:`BATCH_SECONDS` or more), then ``repeat`` rounds of one timed batch of each
+    case in turn; the median of a case's batch means and their spread."""
+    sizes = []
+    for case in cases:
+        size = 1
+        while True:
+            start = time.perf_counter()
+            for _ in range(size):
+                case.call()
+            if time.perf_counter() - start > BATCH_SECONDS:
+                break
+            size *= 4
+        sizes.append(size)
+    means: list[list[float]] = [[] for _ in cases]
+    for _ in range(repeat):
+        for case, size, kept in zip(cases, sizes, means, strict=True):
+            start = time.perf_counter()
+            for _ in range(size):
+                case.call()
+            kept.append((time.perf_counter() - start) * 1000 / size)
+    return [
+        {
+            "name": case.name,
+            "unit": case.unit,
+            "median": statistics.median(kept),
+            "min": min(kept),
+            "max": max(kept),
+            "runs": repeat,
+            "batch": size,
+        }
+        for case, size, kept in zip(cases, sizes, means, strict=True)
+    ]
 
 
 def _missing(link: str) -> str | None:
@@ -110,18 +134,24 @@ def _missing(link: str) -> str | None:
     return None
 
 
-# --- one link -----------------------------------------------------------------------------
+def _check_fci(response: bytes, where: str) -> None:
+    if response[-2:] != b"\x90\x00" or response[:1] != b"\x6f":
+        raise RuntimeError(f"{where}: SELECT PPSE answered {response.hex().upper()}, not an FCI")
 
 
-def apdu_round_trip(link: str, repeat: int) -> Row:
-    """SELECT PPSE over ``link`` to a powered Visa plastic card."""
+def _select(reader: Link) -> Callable[[], object]:
+    return lambda: reader.transceive(SELECT_PPSE)
+
+
+# --- the cards on their links -------------------------------------------------------------
+
+
+@contextmanager
+def powered_card(link: str) -> Iterator[Link]:
+    """A Visa plastic card on ``link``, powered on, its PPSE checked: the terminal's side."""
     from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise  # noqa: PLC0415
     from scenarios.links import attach, parse_link  # noqa: PLC0415
 
-    name = round_trip_name(link)
-    reason = _missing(link)
-    if reason is not None:
-        return skipped(name, "ms/APDU", reason)
     issuer = SoftIssuer()
     profile = load_profile("visa_qvsdc_plastic")
     card = Card(
@@ -133,39 +163,26 @@ def apdu_round_trip(link: str, repeat: int) -> Row:
         reader = attachment.link
         reader.power_on()
         _check_fci(reader.transceive(SELECT_PPSE), link)
-        row = latency(name, lambda: reader.transceive(SELECT_PPSE), repeat, "ms/APDU")
+        yield reader
         reader.power_off()
     finally:
         attachment.close()
-    return row
 
 
-def online_taps(link: str, repeat: int) -> list[Row]:
-    """Whole online taps over ``link``, both kernels."""
+@contextmanager
+def tapping(profile: str, link: str, name: str) -> Iterator[Callable[[], None]]:
+    """One online tap of ``profile`` over ``link`` (checked: approved online), once done."""
     from scenarios.tap import TapEnvironment  # noqa: PLC0415
 
-    rows = []
-    for profile, kernel in TAPS:
-        name = tap_name(kernel, link)
-        reason = _missing(link)
-        if reason is not None:
-            rows.append(skipped(name, "ms/tap", reason))
-            continue
-        with TapEnvironment(profile, link=link) as env:
+    with TapEnvironment(profile, link=link) as env:
 
-            def tap(env: TapEnvironment = env, name: str = name) -> None:
-                result, _ = env.tap(1234)
-                if not (result.online and result.approved):
-                    raise RuntimeError(f"{name}: not approved online: {result.outcome}")
+        def tap() -> None:
+            result, _ = env.tap(1234)
+            if not (result.online and result.approved):
+                raise RuntimeError(f"{name}: not approved online: {result.outcome}")
 
-            tap()
-            rows.append(latency(name, tap, repeat, "ms/tap"))
-    return rows
-
-
-def _check_fci(response: bytes, where: str) -> None:
-    if response[-2:] != b"\x90\x00" or response[:1] != b"\x6f":
-        raise RuntimeError(f"{where}: SELECT PPSE answered {response.hex().upper()}, not an FCI")
+        tap()
+        yield tap
 
 
 # --- vicc ---------------------------------------------------------------------------------
@@ -175,7 +192,7 @@ def vicc_unavailable() -> str | None:
     """Why vsmartcard's vicc cannot run here (None: it can)."""
     if shutil.which("vicc") is None:
         return "no vicc (Debian: vsmartcard-vpicc)"
-    return None
+    return _missing("pcsc")
 
 
 def _vicc_python() -> str:
@@ -185,44 +202,36 @@ def _vicc_python() -> str:
     with open(script, "rb") as file:
         first = file.readline().decode(errors="replace")
     command = first.removeprefix("#!").split()
-    if command and command[0].endswith("env") and len(command) > 1:
+    if command and command[0].endswith("/env") and len(command) > 1:
         command = command[1:]
     return command[0] if first.startswith("#!") and command else "/usr/bin/python3"
 
 
-def vicc_round_trip(reader_name: str, port: int, repeat: int, *, quickack: bool) -> Row:
-    """SELECT PPSE through PC/SC reader ``reader_name`` to vicc connected at vpcd's
-    ``port`` (this process must be in the vpcd's network namespace). A vicc that does
-    not start or answer gives a row saying why."""
+@contextmanager
+def vicc_card(reader_name: str, port: int, *, quickack: bool) -> Iterator[Link]:
+    """vicc (:mod:`bench.vicc_card`) joined to vpcd at 127.0.0.1:``port`` (this process
+    must be in the vpcd's network namespace), powered on through PC/SC reader
+    ``reader_name``, its PPSE checked. :class:`LinkError` when it does not start or
+    answer."""
     from terminal.readers.pcsc import PcscReader  # noqa: PLC0415
 
-    name = round_trip_name("pcsc", f"vicc, {VICC_KINDS[quickack]}")
-    reason = vicc_unavailable() or _missing("pcsc")
-    if reason is not None:
-        return skipped(name, "ms/APDU", reason)
     command = [_vicc_python(), str(VICC_CARD), "127.0.0.1", str(port)]
     if quickack:
         command.append("--quickack")
-    with tempfile.TemporaryFile() as log:
-        vicc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
-        try:
-            assert vicc.stdout is not None
-            if vicc.stdout.readline().strip() != b"ready":
-                vicc.wait(5)
-                log.seek(0)
-                lines = log.read().decode(errors="replace").strip().splitlines() or ["?"]
-                return skipped(name, "ms/APDU", f"vicc did not start: {lines[-1]}")
-            with PcscReader(reader_name, timeout=VICC_READY) as reader:
-                _power_on(reader, VICC_READY)
-                _check_fci(reader.transceive(SELECT_PPSE), "vicc")
-                return latency(name, lambda: reader.transceive(SELECT_PPSE), repeat, "ms/APDU")
-        except (LinkError, RuntimeError) as err:
-            return skipped(name, "ms/APDU", f"vicc: {err}")
-        finally:
-            vicc.kill()
-            vicc.wait()
-            if vicc.stdout is not None:
-                vicc.stdout.close()
+    with ExitStack() as stack:
+        log = stack.enter_context(tempfile.TemporaryFile())
+        vicc = stack.enter_context(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log))
+        stack.callback(vicc.kill)
+        assert vicc.stdout is not None
+        if vicc.stdout.readline().strip() != b"ready":
+            vicc.wait(5)
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines() or ["no message"]
+            raise LinkError(f"vicc did not start: {lines[-1]}")
+        reader = stack.enter_context(PcscReader(reader_name, timeout=VICC_READY))
+        _power_on(reader, VICC_READY)
+        _check_fci(reader.transceive(SELECT_PPSE), "vicc")
+        yield reader
 
 
 def _power_on(reader: Link, seconds: float) -> None:
@@ -240,21 +249,67 @@ def _power_on(reader: Link, seconds: float) -> None:
             return
 
 
-# --- the pcsc child, and its parent --------------------------------------------------------
+# --- every link ---------------------------------------------------------------------------
 
 
-def pcsc_child(repeat: int, vicc_port: int, vicc_reader: str) -> list[Row]:
-    """The pcsc rows (in the private pcscd's network namespace, with its environment)."""
-    rows = [apdu_round_trip("pcsc", repeat)]
-    for quickack in (False, True):
-        rows.append(vicc_round_trip(vicc_reader, vicc_port, repeat, quickack=quickack))
-    rows += online_taps("pcsc", repeat)
-    return rows
+def measure_links(
+    links: tuple[str, ...], repeat: int, vicc: tuple[str, int] | None = None
+) -> list[Row]:
+    """The rows of ``links`` (and of vicc on ``vicc``: its PC/SC reader and vpcd port,
+    with ``pcsc``): APDU round trips, then online taps."""
+    usable = [link for link in links if _missing(link) is None]
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        cases = []
+        for link in usable:
+            reader = stack.enter_context(powered_card(link))
+            cases.append(Case(round_trip_name(link), "ms/APDU", _select(reader)))
+        vicc_row: Row | None = None
+        if vicc is not None:
+            name = round_trip_name("pcsc", VICC_TUNED)
+            try:
+                reader = stack.enter_context(vicc_card(*vicc, quickack=True))
+            except (LinkError, RuntimeError) as err:
+                vicc_row = skipped(name, "ms/APDU", str(err))
+            else:
+                cases.append(Case(name, "ms/APDU", _select(reader)))
+        rows += interleaved(cases, repeat)
+    if vicc is not None:
+        rows += [vicc_row] if vicc_row else []
+        name = round_trip_name("pcsc", VICC_SHIPPED)
+        try:
+            with vicc_card(*vicc, quickack=False) as reader:
+                rows += interleaved([Case(name, "ms/APDU", _select(reader))], repeat)
+        except (LinkError, RuntimeError) as err:
+            rows.append(skipped(name, "ms/APDU", str(err)))
+    for profile, kernel in TAPS:  # one kernel at a time: pcsc has one reader (one card)
+        with ExitStack() as stack:
+            cases = []
+            for link in usable:
+                name = tap_name(kernel, link)
+                cases.append(
+                    Case(name, "ms/tap", stack.enter_context(tapping(profile, link, name)))
+                )
+            rows += interleaved(cases, repeat)
+    for link in links:
+        reason = _missing(link)
+        if reason is not None:
+            rows.append(skipped(round_trip_name(link), "ms/APDU", reason))
+            rows += [skipped(tap_name(kernel, link), "ms/tap", reason) for _, kernel in TAPS]
+    return _ordered(rows)
 
 
-def pcsc_rows(repeat: int) -> list[Row]:
-    """The pcsc rows, from a child process in a private pcscd's namespaces (module
-    docstring); rows saying why when that cannot run here."""
+def _ordered(rows: list[Row]) -> list[Row]:
+    """APDU rows (by link, vicc after pcsc), then tap rows (by kernel, then link)."""
+    order = [round_trip_name(link) for link in LINKS]
+    order += [round_trip_name("pcsc", VICC_TUNED), round_trip_name("pcsc", VICC_SHIPPED)]
+    order += [tap_name(kernel, link) for _, kernel in TAPS for link in LINKS]
+    return sorted(rows, key=lambda row: order.index(row["name"]))
+
+
+def benchmarks(repeat: int) -> list[Row]:
+    """Every link's rows: from the pcsc child when a private pcscd runs here, else the
+    other links from this process and the pcsc rows saying why (module docstring)."""
     from scenarios.pcscd import unavailable_reason  # noqa: PLC0415
 
     reason = unavailable_reason() or _missing("pcsc")
@@ -263,10 +318,12 @@ def pcsc_rows(repeat: int) -> list[Row]:
         if not isinstance(rows, str):
             return rows
         reason = rows
-    names = [round_trip_name("pcsc")]
-    names += [round_trip_name("pcsc", f"vicc, {kind}") for kind in VICC_KINDS.values()]
-    skips = [skipped(name, "ms/APDU", reason) for name in names]
-    return skips + [skipped(tap_name(kernel, "pcsc"), "ms/tap", reason) for _, kernel in TAPS]
+    rows = measure_links(tuple(link for link in LINKS if link != "pcsc"), repeat)
+    names = [round_trip_name("pcsc"), round_trip_name("pcsc", VICC_TUNED)]
+    names.append(round_trip_name("pcsc", VICC_SHIPPED))
+    rows += [skipped(name, "ms/APDU", reason) for name in names]
+    rows += [skipped(tap_name(kernel, "pcsc"), "ms/tap", reason) for _, kernel in TAPS]
+    return _ordered(rows)
 
 
 def _run_pcsc_child(repeat: int) -> list[Row] | str:
@@ -274,15 +331,14 @@ def _run_pcsc_child(repeat: int) -> list[Row] | str:
     from scenarios.pcscd import PcscdError, PrivatePcscd  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="emvtap-bench-") as folder:
-        out = Path(folder) / "pcsc.json"
+        out = Path(folder) / "links.json"
         pcscd = PrivatePcscd(Path(folder) / "pcscd")
         try:
             pcscd.start()
             _, port = pcscd.vpcd_address
             command = [
-                sys.executable, "-m", "bench.links", "--pcsc-child",
-                "--repeat", str(repeat), "--json", str(out),
-                "--vicc-port", str(port + 1), "--vicc-reader", pcscd.readers[1],
+                sys.executable, "-m", "bench.links", "--repeat", str(repeat), "--json", str(out),
+                "--vicc-reader", pcscd.readers[1], "--vicc-port", str(port + 1),
             ]  # fmt: skip
             done = subprocess.run(
                 pcscd.in_netns(command),
@@ -304,43 +360,39 @@ def _run_pcsc_child(repeat: int) -> list[Row] | str:
         return rows
 
 
-def benchmarks(repeat: int) -> list[Row]:
-    """Every link's rows: the links in this process, then pcsc's from the child."""
-    rows = [apdu_round_trip(link, repeat) for link in OTHER_LINKS]
-    pcsc = pcsc_rows(repeat)
-    rows += pcsc[:3]
-    for link in OTHER_LINKS:
-        rows += online_taps(link, repeat)
-    return rows + pcsc[3:]
-
-
 def ratios(rows: list[Row]) -> list[str]:
     """One line per comparison worth stating: vicc against emvtap's card over pcsc."""
     by_name = {r["name"]: r for r in rows if "median" in r}
     emvtap = by_name.get(round_trip_name("pcsc"))
     lines = []
-    for kind in VICC_KINDS.values():
-        vicc = by_name.get(round_trip_name("pcsc", f"vicc, {kind}"))
+    for kind in (VICC_TUNED, VICC_SHIPPED):
+        vicc = by_name.get(round_trip_name("pcsc", kind))
         if emvtap and vicc:
             lines.append(
-                f"SELECT PPSE over pcscd+vpcd, vicc ({kind}) / emvtap's card: "
+                f"SELECT PPSE over pcscd+vpcd, {kind} / emvtap's card: "
                 f"{vicc['median'] / emvtap['median']:,.1f}x the time"
             )
     return lines
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.links", description=__doc__)
-    parser.add_argument("--pcsc-child", action="store_true", help="be the pcsc child")
+    """The pcsc child (module docstring): every link's rows, as JSON in ``--json``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.links",
+        description="the links bench's child process (python -m bench --only links starts it)",
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", type=Path, metavar="OUT", required=True)
-    parser.add_argument("--vicc-port", type=int, required=True)
-    parser.add_argument("--vicc-reader", required=True)
+    parser.add_argument("--vicc-reader", required=True, help="the PC/SC reader vicc is in")
+    parser.add_argument("--vicc-port", type=int, required=True, help="its vpcd port")
     args = parser.parse_args()
-    if not args.pcsc_child:
-        parser.error("only --pcsc-child is run this way; the links bench is python -m bench")
-    rows = pcsc_child(args.repeat, args.vicc_port, args.vicc_reader)
-    args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    vicc = None if vicc_unavailable() else (args.vicc_reader, args.vicc_port)
+    rows = measure_links(LINKS, args.repeat, vicc)
+    if vicc is None:
+        reason = vicc_unavailable() or ""
+        for kind in (VICC_TUNED, VICC_SHIPPED):
+            rows.append(skipped(round_trip_name("pcsc", kind), "ms/APDU", reason))
+    args.json.write_text(json.dumps(_ordered(rows), indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
