@@ -9,7 +9,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,6 @@ ATS = bytes.fromhex("057880E000")
 WAIT_S = 5.0
 SHORT_S = 0.2
 CHILD_WAIT_S = 30.0  # the child makes its RSA keys first
-ROUND_TRIPS = 200
 OK = b"\x90\x00"
 
 
@@ -116,18 +114,6 @@ def test_a_card_that_goes_away_is_removed(tmp_path: Path) -> None:
             reader.transceive(apdu.select_ppse().to_bytes())
         with pytest.raises(CardRemoved, match="no card in the field"):
             reader.power_on()
-
-
-def test_apdu_round_trip_time(linked: Linked, capsys: pytest.CaptureFixture[str]) -> None:
-    """Measured, not asserted (a loaded CI machine is slow); shown with ``-s``."""
-    linked.reader.power_on()
-    command = apdu.select_ppse().to_bytes()
-    started = time.perf_counter()
-    for _ in range(ROUND_TRIPS):
-        linked.reader.transceive(command)
-    each = (time.perf_counter() - started) / ROUND_TRIPS
-    with capsys.disabled():
-        print(f"\nnfcpy udp loopback: {each * 1e6:.0f} us per SELECT PPSE round trip")
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ against each other over loopback, a TapEnvironment with ``link="vpcd-direct"``, 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from terminal.readers import VpcdReader
 ATR = bytes.fromhex("3B80800101")
 PACKS = Path(__file__).parents[2] / "scenarios" / "packs"
 WAIT_S = 5.0
-ROUND_TRIPS = 200
 
 
 @dataclass
@@ -78,18 +76,6 @@ def test_a_card_that_goes_away_is_removed(linked: Linked) -> None:
     linked.vicc.close()
     with pytest.raises(CardRemoved):
         linked.reader.transceive(apdu.select_ppse().to_bytes())
-
-
-def test_apdu_round_trip_time(linked: Linked, capsys: pytest.CaptureFixture[str]) -> None:
-    """Measured, not asserted (a loaded CI machine is slow); shown with ``-s``."""
-    linked.reader.power_on()
-    command = apdu.select_ppse().to_bytes()
-    started = time.perf_counter()
-    for _ in range(ROUND_TRIPS):
-        linked.reader.transceive(command)
-    each = (time.perf_counter() - started) / ROUND_TRIPS
-    with capsys.disabled():
-        print(f"\nvpcd loopback: {each * 1e6:.0f} us per SELECT PPSE round trip")
 
 
 def test_a_tap_over_vpcd_records_what_the_terminal_saw() -> None:
