@@ -43,7 +43,6 @@ device or a reader that cannot be used is a one-line error (exit status 2).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import signal
@@ -57,10 +56,12 @@ from pathlib import Path
 from types import FrameType
 
 from emv.crypto import oda
+from emv.link import udp_address
 from emv.masking import mask_pan
 from emv.vpcd import VPCD_PORT
 from hce.card import Card, FileCounterStore, SoftIssuer, load_profile, personalise
 from hce.card.vpcd import CardLike, PcscReaderCard, VpcdCard
+from scenarios.links import RANDOM_UID_FIRST, random_uid
 from scenarios.tap import TapEnvironment
 
 __all__ = [
@@ -79,12 +80,9 @@ DEFAULT_VPCD = f"127.0.0.1:{VPCD_PORT}"
 DEFAULT_RECONNECT_PAUSE = 1.0
 """Seconds before the card joins vpcd again (pcscd misses a card that comes back at once)."""
 NFC_FORMS = "usb, usb:BUS:DEV, usb:VID:PID or udp:HOST:PORT"
-RANDOM_UID_FIRST = 0x08
-"""The first byte of a random single-size NFCID1 (ISO/IEC 14443-3 §6.5.4)."""
 UID_FILE = "uid"
 _USB_PATH = re.compile(r"usb(:[0-9a-fA-F]{4}(:[0-9a-fA-F]{4})?|:[0-9]{1,3}(:[0-9]{1,3})?)?")
 """nfcpy's USB paths: ``usb``, ``usb:VID[:PID]`` (4 hex digits), ``usb:BUS[:DEV]``."""
-_UDP_PATH = re.compile(r"udp:([^:\s]+):([0-9]{1,5})")
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
@@ -99,9 +97,14 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 def parse_nfc_device(text: str) -> str:
     """``--nfc``: an nfcpy path the card can listen on (:data:`NFC_FORMS`; a UDP port
     from 0, a free one, to 65535). Whether a device is there is seen when it opens."""
-    udp = _UDP_PATH.fullmatch(text)
-    if udp is not None and int(udp.group(2)) <= 65535:
-        return text
+    try:
+        udp = udp_address(text, any_port=True)
+        if udp is not None and text.count(":") != 2:  # the card says where it listens
+            raise ValueError("a card on the udp link needs HOST and PORT")
+        if udp is not None:
+            return text
+    except ValueError as err:
+        raise ValueError(f"--nfc {text!r}: {err}; expected {NFC_FORMS}") from None
     if _USB_PATH.fullmatch(text) is None:
         raise ValueError(f"--nfc {text!r}: expected {NFC_FORMS}")
     return text
@@ -125,7 +128,7 @@ def _stable_uid(state: Path) -> bytes:
         uid = bytes.fromhex(path.read_text(encoding="ascii").strip())
         if len(uid) == 4 and uid[0] == RANDOM_UID_FIRST:
             return uid
-    uid = bytes([RANDOM_UID_FIRST]) + os.urandom(3)
+    uid = random_uid()
     path.write_text(uid.hex().upper() + "\n", encoding="ascii")
     return uid
 

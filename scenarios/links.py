@@ -49,6 +49,7 @@ from terminal.readers.vpcd import VpcdReader
 
 __all__ = [
     "LINK_KINDS",
+    "RANDOM_UID_FIRST",
     "Attachment",
     "LinkSpec",
     "Reader",
