@@ -115,10 +115,11 @@ class LinkSpec:
 
 def parse_link(text: str) -> LinkSpec:
     """``--link`` text as a :class:`LinkSpec`; a :class:`ValueError` naming the forms."""
-    kind, _, rest = text.partition(":")
-    if kind in ("inprocess", "vpcd-direct", "nfc-udp") and not rest and ":" not in text:
-        return LinkSpec(kind)  # type: ignore[arg-type]  # one of the literals just tested
-    if kind != "pcsc":
+    for kind in LINK_KINDS:
+        if text == kind:
+            return LinkSpec(kind)
+    kind_text, _, rest = text.partition(":")
+    if kind_text != "pcsc":
         raise ValueError(f"--link {text!r}: expected {LINK_FORMS}")
     reader, at, where = rest.partition("@")
     vpcd = LinkSpec().vpcd
