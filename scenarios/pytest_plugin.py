@@ -22,7 +22,9 @@ Files named ``_*.yaml`` found in a folder are include fragments, not scenarios
 configurations, CI files and other YAML in a repository are left alone.
 
 Options: ``--emvtap-clear`` shows PANs in clear in failure reports (they are
-masked by default).
+masked by default); ``--emvtap-link LINK`` runs every scenario over that link
+(:mod:`scenarios.links`: ``vpcd-direct``, ``nfc-udp``, ``pcsc[:READER][@HOST:PORT]``;
+pcsc has one reader, so not with ``-n``).
 """
 
 from __future__ import annotations
@@ -56,13 +58,20 @@ _MARKED = pytest.StashKey[dict[Path, bool]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--emvtap-clear``: PANs in clear in failure reports."""
+    """``--emvtap-clear``: PANs in clear in failure reports; ``--emvtap-link``."""
     group = parser.getgroup("emvtap", "emvtap tap scenarios")
     group.addoption(
         "--emvtap-clear",
         action="store_true",
         default=False,
         help="show PANs in clear in scenario failure reports (masked by default)",
+    )
+    group.addoption(
+        "--emvtap-link",
+        default="inprocess",
+        metavar="LINK",
+        help="run the scenarios over this link: inprocess (default), vpcd-direct, "
+        "nfc-udp or pcsc[:READER][@HOST:PORT] (not with -n)",
     )
 
 
@@ -163,7 +172,8 @@ class ScenarioItem(pytest.Item):
         """Run the scenario; anything but ``passed`` raises :class:`ScenarioFailed`."""
         from scenarios.runner import run_scenario  # noqa: PLC0415
 
-        self.result = run_scenario(self.scenario)
+        link = str(self.config.getoption("emvtap_link", default="inprocess"))
+        self.result = run_scenario(self.scenario, link=link)
         self.user_properties.append(("seconds", f"{self.result.seconds:.3f}"))
         if self.result.verdict != "passed":
             raise ScenarioFailed(self.result)

@@ -88,6 +88,17 @@ def test_scenarios_run_as_items_and_failures_read_like_emvtap_run(
     assert "Traceback" not in out
 
 
+def test_emvtap_link_runs_the_scenarios_over_that_link(
+    pytester: pytest.Pytester, suite: Path
+) -> None:
+    result = pytester.runpytest_subprocess("--emvtap-link", "vpcd-direct", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*field on, ATR 3B80800101*"])  # the PC/SC ATR, not the ATS
+    bad = pytester.runpytest_subprocess("--emvtap-link", "bogus", "-p", "no:cacheprovider")
+    bad.assert_outcomes(failed=2)
+    bad.stdout.fnmatch_lines(["*--link 'bogus': expected inprocess, vpcd-direct*"])
+
+
 def test_explicit_files_are_collected_and_k_selects_by_tag(
     pytester: pytest.Pytester, suite: Path
 ) -> None:
