@@ -73,8 +73,10 @@ def _add_serve(sub: Subcommands) -> None:
     serve_parser.add_argument(
         "--state",
         metavar="DIR",
-        help="keep the card's state here (ATC counters, token server and wallet, UID) so "
-        "it survives restarts (default: a temporary directory, removed at the end)",
+        help="keep the card's state here (default: a temporary directory, removed at the "
+        "end): a plastic card's ATC counters and the UID carry over to the next start; an "
+        "HCE card's token server and wallet are kept in a new hce-N folder each start "
+        "(it is provisioned afresh), and a plastic card's issuer keys are new each start",
     )
     serve_parser.add_argument(
         "--ca-keys",

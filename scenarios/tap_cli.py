@@ -143,8 +143,10 @@ def add_tap_command(commands: Subcommands) -> None:
         help="run one contactless transaction: card, terminal, token server",
         description="Tap an emulated card (a shipped profile such as visa_qvsdc_plastic, "
         "or a YAML profile) on the emvtap terminal once, with the token server as issuer "
-        "host, and print the transaction and the decoded APDU trace. Exit status 0 when "
-        "approved, 1 for any other outcome, 2 for a usage error.",
+        "host, and print the transaction and the decoded APDU trace; or, with --reader, "
+        "tap whatever card or phone is on a real reader (no issuer host: an online "
+        "request is declined). Exit status 0 when approved, 1 for any other outcome, 2 "
+        "for a usage error.",
     )
     source = tap.add_mutually_exclusive_group(required=True)
     source.add_argument("--card", metavar="PROFILE", help="emulated card: profile name or file")
