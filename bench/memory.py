@@ -1,0 +1,176 @@
+"""Memory (``python -m bench --only memory [--taps N] [--auths M]``), each figure from a
+child process of its own, once (memory does not need medians):
+
+* **emvtap run over N taps**: ``emvtap run FILE -q`` on one generated scenario of N
+  online taps of the Visa plastic card (Kernel 3, fDDA, token server in process, each
+  expected Approved), its peak RSS (``ru_maxrss`` of the child, from ``wait4``); then
+  the same with N/4 taps. Flat when N's peak is within :data:`FLAT` of N/4's.
+* **the token server over M authorisations**: ``python -m bench.memory server M`` (this
+  module's child): a token server (soft HSM, SQLite, :class:`bench.host.TokenServer`)
+  authorises M Visa CVN 18 ARQCs of plastic cards (a card every 60,000: an ATC is two
+  bytes), each must be approved; its VmRSS (``/proc/self/status``) after M/4 and
+  after M is compared the same way.
+
+The performance issue's figures are N = 10,000 (peak under 250 MB, not growing with N)
+and M = 100,000 (flat); the defaults are smaller, to run in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.rows import Row, reading, with_target
+
+ROOT = Path(__file__).resolve().parent.parent
+TAPS = 2_000
+AUTHS = 20_000
+PEAK_TARGET_MB = 250.0
+FLAT = 0.05  # a figure "grows" when the larger run's is more than 5 % above the smaller's
+ATCS_PER_CARD = 60_000
+
+
+def scenario_text(taps: int) -> str:
+    """One scenario of ``taps`` approved online taps of the Visa plastic card."""
+    tap = '  - amount: "12.34"\n    expect: {outcome: Approved, online: true}\n'
+    return (
+        "id: bench-memory\n"
+        f"title: {taps} online taps of one Visa plastic card\n"
+        "requirement: none (python -m bench --only memory)\n"
+        "card: visa_qvsdc_plastic\n"
+        "taps:\n" + tap * taps
+    )
+
+
+def _emvtap() -> list[str]:
+    """The ``emvtap`` command of this Python."""
+    script = Path(sys.executable).parent / "emvtap"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "scenarios.cli"]
+
+
+def run_peak_rss(taps: int) -> tuple[float, float]:
+    """Peak RSS (MB) of ``emvtap run`` over one scenario of ``taps`` taps, and its seconds."""
+    with tempfile.TemporaryDirectory(prefix="emvtap-bench-") as folder:
+        file = Path(folder) / "memory.yaml"
+        file.write_text(scenario_text(taps), encoding="utf-8")
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            [*_emvtap(), "run", str(file), "-q"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert child.stdout is not None
+        output = child.stdout.read().decode(errors="replace")
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        last = output.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"emvtap run over {taps} taps: status {child.returncode}: {last[0]}")
+    return usage.ru_maxrss / 1024, seconds  # Linux: kilobytes
+
+
+def server_rss(auths: int) -> dict[str, float]:
+    """The token server child's readings (its VmRSS in MB after a quarter and after all
+    ``auths``, its peak, the seconds of the authorisations)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "server", str(auths)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"the token server child failed (status {done.returncode}): {last[0]}")
+    readings: dict[str, float] = json.loads(done.stdout)
+    return readings
+
+
+def benchmarks(taps: int = TAPS, auths: int = AUTHS) -> list[Row]:
+    """The group's rows (module docstring)."""
+    rows: list[Row] = []
+    quarter, _ = run_peak_rss(taps // 4)
+    full, seconds = run_peak_rss(taps)
+    name = "emvtap run, one scenario of N online taps (Kernel 3, plastic)"
+    rows += [
+        reading(f"{name}: peak RSS, N = {taps // 4:,}", "MB", quarter),
+        with_target(
+            reading(f"{name}: peak RSS, N = {taps:,} ({seconds:.0f} s)", "MB", full),
+            "<=",
+            PEAK_TARGET_MB,
+            f"< {PEAK_TARGET_MB:.0f} MB",
+        ),
+        _growth(f"{name}: growth from N/4 to N", quarter, full, taps, "taps"),
+    ]
+    server = server_rss(auths)
+    name = "token server, M Visa CVN 18 authorisations (soft HSM + SQLite)"
+    rows += [
+        reading(f"{name}: VmRSS after M/4 = {auths // 4:,}", "MB", server["quarter"]),
+        reading(
+            f"{name}: VmRSS after M = {auths:,} ({server['seconds']:.0f} s)", "MB", server["end"]
+        ),
+        _growth(f"{name}: growth from M/4 to M", server["quarter"], server["end"], auths, "auths"),
+    ]
+    return rows
+
+
+def _growth(name: str, smaller: float, larger: float, count: int, what: str) -> Row:
+    """KB per 1,000 ``what`` from the quarter run to the whole one, and whether that is
+    flat (within :data:`FLAT`)."""
+    per_thousand = (larger - smaller) * 1024 / (count * 3 / 4) * 1000
+    row = reading(name, f"KB/1,000 {what}", per_thousand)
+    row["target"] = {"op": "<=", "value": 0.0, "text": f"flat (within {FLAT:.0%})"}
+    row["meets"] = larger <= smaller * (1 + FLAT)
+    return row
+
+
+# --- the token server child ------------------------------------------------------------------
+
+
+def _vm_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _server_child(auths: int) -> None:
+    """Authorise ``auths`` ARQCs (module docstring); print the readings as JSON."""
+    from bench.host import TokenServer, luhn_pan, visa_request  # noqa: PLC0415
+
+    readings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="emvtap-bench-") as folder:
+        server = TokenServer.create(Path(folder))
+        try:
+            start = time.perf_counter()
+            pan = ""
+            for done in range(auths):
+                atc = done % ATCS_PER_CARD + 1
+                if atc == 1:
+                    pan = luhn_pan(f"476173900{done // ATCS_PER_CARD:06d}")
+                    server.enrol_visa(pan)
+                answer = server.service.authorise(visa_request(pan, atc), actor=server.acquirer)
+                if answer.decision != "approved":
+                    raise RuntimeError(f"authorisation {done + 1}: {answer.reason}")
+                if done + 1 == auths // 4:
+                    readings["quarter"] = _vm_rss_mb()
+            readings["end"] = _vm_rss_mb()
+            readings["seconds"] = time.perf_counter() - start
+        finally:
+            server.store.close()
+    print(json.dumps(readings))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "server" or not sys.argv[2].isdigit():
+        sys.exit("usage: python -m bench.memory server M (python -m bench --only memory runs it)")
+    _server_child(int(sys.argv[2]))
