@@ -64,6 +64,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: ApiServer
     protocol_version = "HTTP/1.1"
     server_version = "emvtap"
+    # TCP_NODELAY: the headers and the body leave in two writes; with Nagle the second
+    # waits for the client's delayed ACK (~40 ms an answer).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer("GET")
