@@ -125,10 +125,12 @@ class PrivatePcscd:
         return "127.0.0.1", self.port
 
     def in_netns(self, argv: list[str]) -> list[str]:
-        """``argv`` run inside the daemon's network namespace (to reach vpcd)."""
+        """``argv`` run inside the daemon's network namespace (to reach vpcd), killed
+        when the thread that starts it ends (a test that dies leaves no card behind)."""
         if self._holder is None:
             raise PcscdError("the private pcscd is not started")
-        return ["nsenter", "-t", str(self._holder.pid), "--net", "--", *argv]
+        target = str(self._holder.pid)
+        return ["nsenter", "-t", target, "--net", "--", "setpriv", "--pdeathsig", "KILL", *argv]
 
     # --- lifecycle ---------------------------------------------------------------------------
 

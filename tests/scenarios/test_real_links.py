@@ -157,8 +157,18 @@ def served(pcscd: PrivatePcscd, tmp_path: Path) -> Iterator[subprocess.Popen[str
     """A served card (:func:`_serve`, state in tmp/state), stopped at the end."""
     card = _serve(pcscd, tmp_path / "state")
     yield card
+    _stop(card)
+
+
+def _stop(card: subprocess.Popen[str]) -> None:
+    """SIGTERM (the card's clean exit), SIGKILL when that does not end it in time."""
     card.terminate()
-    card.communicate(timeout=30)
+    try:
+        card.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        card.kill()
+        card.communicate()
+        raise
 
 
 def _wait_for_card(pcscd: PrivatePcscd) -> None:
@@ -274,8 +284,7 @@ def test_a_card_process_killed_between_taps_ends_the_next_tap_in_an_outcome(
         try:
             assert tap() == {"status": "APPROVED", "approved": True}
         finally:
-            again.terminate()
-            again.communicate(timeout=30)
+            _stop(again)
     finally:
         tapper.communicate(timeout=30)  # closes its stdin: it ends
 
