@@ -41,7 +41,7 @@ from bench import host, links, memory, parallel
 from bench.rows import Row, measure, with_target
 from emv import apdu, dol, tlv, trace
 from emv.crypto import ac, des, kd, oda
-from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise
+from hce.card import Card
 from hce.hsm.interface import CommonSession, IccMaster, KeyKind, KeyPath
 from hce.hsm.soft import SoftHsm
 
@@ -293,12 +293,7 @@ def _visa_tap(card: Card) -> None:
 
 def _card_and_hsm(repeat: int) -> list[Row]:
     """The emulated card's side of a tap, and the soft HSM's ARQC check."""
-    issuer = SoftIssuer()
-    profile = load_profile("visa_qvsdc_plastic")
-    card = Card(
-        personalise(profile, issuer.signer(profile)),
-        issuer.plastic_keys(profile, MemoryCounterStore()),
-    )
+    card = links.visa_plastic_card()
     imk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
     with tempfile.TemporaryDirectory() as folder:
         hsm = SoftHsm.create(Path(folder) / "keys", bytes(32))

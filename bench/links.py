@@ -44,10 +44,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emv import apdu
 from emv.link import CardRemoved, Link, LinkError
+
+if TYPE_CHECKING:  # the child process imports the card only where it builds one
+    from hce.card import Card
 
 ROOT = Path(__file__).resolve().parent.parent
 VICC_CARD = Path(__file__).resolve().parent / "vicc_card.py"
@@ -146,19 +149,24 @@ def _select(reader: Link) -> Callable[[], object]:
 # --- the cards on their links -------------------------------------------------------------
 
 
-@contextmanager
-def powered_card(link: str) -> Iterator[Link]:
-    """A Visa plastic card on ``link``, powered on, its PPSE checked: the terminal's side."""
+def visa_plastic_card() -> Card:
+    """A Visa plastic card of a test issuer made now, its counters in memory."""
     from hce.card import Card, MemoryCounterStore, SoftIssuer, load_profile, personalise  # noqa: PLC0415
-    from scenarios.links import attach, parse_link  # noqa: PLC0415
 
     issuer = SoftIssuer()
     profile = load_profile("visa_qvsdc_plastic")
-    card = Card(
+    return Card(
         personalise(profile, issuer.signer(profile)),
         issuer.plastic_keys(profile, MemoryCounterStore()),
     )
-    attachment = attach(parse_link(link), card)
+
+
+@contextmanager
+def powered_card(link: str) -> Iterator[Link]:
+    """A Visa plastic card on ``link``, powered on, its PPSE checked: the terminal's side."""
+    from scenarios.links import attach, parse_link  # noqa: PLC0415
+
+    attachment = attach(parse_link(link), visa_plastic_card())
     try:
         reader = attachment.link
         reader.power_on()
