@@ -87,6 +87,7 @@ class _UdpInitiator(nfc.clf.udp.Device):  # type: ignore[misc]
         # "discard") and then fails to read it back as a number.
         self.addr = (socket.gethostbyname(host), port)
         self._path = f"udp:{self.addr[0]}:{port}"
+        self._vendor_name, self._device_name, self._chipset_name = "emvtap", "reader", "UDP"
         self.socket = None
         self._create_socket()
 
@@ -128,9 +129,6 @@ class NfcReader:
         udp = udp_address(device)
         if udp is not None:
             udp_device = _UdpInitiator(*udp)
-            udp_device._path = f"udp:{udp_device.addr[0]}:{udp_device.addr[1]}"
-            udp_device._vendor_name, udp_device._device_name = "emvtap", "reader"
-            udp_device._chipset_name = "UDP"
             self._clf.device = udp_device
             self.path = str(udp_device._path)
         else:
