@@ -112,6 +112,11 @@ class LinkSpec:
         """Whether one scenario at a time can use the link (one reader)."""
         return self.kind == "pcsc"
 
+    def check_jobs(self, jobs: int) -> None:
+        """A :class:`ValueError` when ``jobs`` scenarios at once cannot share the link."""
+        if self.exclusive and jobs > 1:
+            raise ValueError(f"--link {self}: one reader runs one scenario at a time (-j 1)")
+
 
 def parse_link(text: str) -> LinkSpec:
     """``--link`` text as a :class:`LinkSpec`; a :class:`ValueError` naming the forms."""

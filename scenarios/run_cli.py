@@ -225,8 +225,7 @@ def _link(args: argparse.Namespace) -> LinkSpec:
 
     try:
         link = parse_link(args.link)
-        if link.exclusive and args.jobs > 1:
-            raise RunUsageError(f"--link {link}: one reader runs one scenario at a time (-j 1)")
+        link.check_jobs(args.jobs)
         check_link(link)
     except (ValueError, LinkError) as err:
         raise RunUsageError(str(err)) from None

@@ -267,9 +267,8 @@ def run(
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     spec = parse_link(link) if isinstance(link, str) else link
     items = list(scenarios)
+    spec.check_jobs(jobs)
     if spec.exclusive:
-        if jobs > 1:
-            raise ValueError(f"--link {spec}: one reader runs one scenario at a time (-j 1)")
         try:
             return _run_serially(items, progress, hsm, remote, spec)
         finally:
