@@ -221,6 +221,11 @@ class _NfcUdp:
 
         self._stop = threading.Event()
         self._card = NfcCard(card, "udp:127.0.0.1:0", uid=random_uid())
+        try:
+            self._reader = NfcReader(self._card.path, timeout=TAP_TIMEOUT)
+        except BaseException:
+            self._card.close()
+            raise
         self._thread = threading.Thread(
             target=self._card.serve, args=(self._stop,), name="emvtap-nfc-card", daemon=True
         )
@@ -228,16 +233,13 @@ class _NfcUdp:
         if not self._card.ready.wait(ACCEPT_TIMEOUT):
             self.close()
             raise LinkError(f"the NFC card did not listen in {ACCEPT_TIMEOUT} s")
-        self._reader = NfcReader(self._card.path, timeout=TAP_TIMEOUT)
         self.link: Link = self._reader
 
     def close(self) -> None:
         self._stop.set()
         self._card.close()
         self._thread.join(ACCEPT_TIMEOUT)
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.close()
+        self._reader.close()
 
 
 class _Station:
@@ -246,6 +248,7 @@ class _Station:
 
     def __init__(self, spec: LinkSpec) -> None:
         self.spec = spec
+        self.reader = PcscReader(spec.reader, timeout=TAP_TIMEOUT)  # pcscd and READER are there
         self.slot = CardSlot(ATS)
         self._stop = threading.Event()
         self._vicc = VpcdCard(self.slot, *spec.vpcd)
@@ -257,19 +260,12 @@ class _Station:
             daemon=True,
         )
         self._thread.start()
-        try:
-            self.reader = PcscReader(spec.reader, timeout=TAP_TIMEOUT)
-        except BaseException:
-            self.close()
-            raise
 
     def close(self) -> None:
         self._stop.set()
         self._vicc.close()
         self._thread.join(ACCEPT_TIMEOUT)
-        reader = getattr(self, "reader", None)
-        if reader is not None:
-            reader.close()
+        self.reader.close()
 
 
 _stations: dict[LinkSpec, _Station] = {}
