@@ -260,14 +260,9 @@ def _tap(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     amount, currency, exponent, other = _amounts(args, config)
     if args.reader is not None:
-        return _tap_reader(args, config, Transaction(
-            amount=amount,
-            currency=currency,
-            when=datetime.now(),
-            unpredictable_number=os.urandom(4),
-            amount_other=other,
-            type=TYPES[args.type],
-        ), exponent)  # fmt: skip
+        when, un = datetime.now(), os.urandom(4)  # a transaction now, a fresh UN
+        transaction = Transaction(amount, currency, when, un, other, TYPES[args.type])
+        return _tap_reader(args, config, transaction, exponent)
     if args.ca_keys is not None:
         raise TapUsageError("--ca-keys: only with --reader (an emulated card's CA is trusted)")
     pkcs11 = parse_hsm(args.hsm)
