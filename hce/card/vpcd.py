@@ -37,9 +37,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from typing import Protocol
 
-from emv.link import CardRemoved
+from emv.link import CardRemoved, Link
 from emv.vpcd import (
     CTRL_ATR,
     CTRL_OFF,
@@ -56,14 +55,8 @@ __all__ = ["CardLike", "CardSlot", "PcscReaderCard", "VpcdCard"]
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
-class CardLike(Protocol):
-    """What :class:`VpcdCard` needs of a card: the :class:`emv.link.Link` methods."""
-
-    def power_on(self) -> bytes: ...
-
-    def power_off(self) -> None: ...
-
-    def transceive(self, command: bytes) -> bytes: ...
+CardLike = Link
+"""What :class:`VpcdCard` needs of a card: an :class:`emv.link.Link`."""
 
 
 def _arm(sock: socket.socket) -> None:
