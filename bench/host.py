@@ -2,9 +2,10 @@
 pays to answer one ARQC, on each HSM backend, against pyemv doing the same arithmetic.
 
 The unit is the token server's HSM work for one plastic card's authorisation
-(:meth:`hce.server.TokenService.authorise` -> ``_decide_plastic`` and ``_arpc``):
-:meth:`~hce.hsm.interface.Hsm.verify_application_cryptogram` of the ARQC under the key
-path IMK-AC -> MK-AC (option A) -> AC session key, then the ARPC under its key, for
+(:meth:`hce.server.TokenService.authorise` -> ``_decide_plastic`` -> ``_verified``):
+:func:`~hce.hsm.interface.verify_arqc_and_generate_arpc`, the ARQC verified under the key
+path IMK-AC -> MK-AC (option A) -> AC session key and the ARPC made under its key (one
+operation on the soft HSM; through PKCS#11, the verification, then the ARPC method), for
 
 * Visa CVN 18 (the Kernel 3 plastic card's): common session key of the ATC, input
   Table 26 data || IAD, ARPC method 2 (CSU '00800000') under the same session key;
@@ -43,7 +44,17 @@ from typing import Literal
 from bench.rows import Row, measure, ratio, skipped, spread, with_target
 from emv import tlv
 from emv.crypto import ac, des, kd
-from hce.hsm.interface import CommonSession, Hsm, IccMaster, KeyKind, KeyPath, MastercardSession
+from hce.hsm.interface import (
+    ArpcMethod1,
+    ArpcMethod2,
+    CommonSession,
+    Hsm,
+    IccMaster,
+    KeyKind,
+    KeyPath,
+    MastercardSession,
+    verify_arqc_and_generate_arpc,
+)
 from hce.hsm.soft import SoftHsm
 from hce.server import KeyImport, Principal, SqliteStore, TokenService
 
@@ -165,12 +176,21 @@ def authorisations() -> list[Authorisation]:
 
 
 def authorise(hsm: Hsm, case: Authorisation) -> bytes:
-    """The HSM's part of one authorisation: verify the ARQC, make the ARPC."""
-    if not hsm.verify_application_cryptogram(case.ac_path, case.mac_input, "emv", case.arqc):
+    """The HSM's part of one authorisation, asked as the token server asks it: verify
+    the ARQC, make the ARPC."""
+    arpc = ArpcMethod1(case.answer) if case.method == 1 else ArpcMethod2(case.answer)
+    answer = verify_arqc_and_generate_arpc(
+        hsm,
+        case.ac_path,
+        case.mac_input,
+        "emv",
+        case.arqc,
+        arpc=arpc,
+        arpc_session=case.arpc_path.session,
+    )
+    if answer is None:
         raise RuntimeError(f"{case.name}: the ARQC does not verify")
-    if case.method == 1:
-        return hsm.arpc_method_1(case.arpc_path, case.arqc, case.answer)
-    return hsm.arpc_method_2(case.arpc_path, case.arqc, case.answer)
+    return answer
 
 
 def soft_hsm(folder: Path) -> SoftHsm:

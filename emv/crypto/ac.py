@@ -59,10 +59,16 @@ def generate_ac(sk: bytes, data: bytes, padding: Padding = "emv") -> bytes:
     (zeros only), used by Visa CVN 10.
     """
     require_length("sk", sk, 16)
+    return generate_ac_with(mac.RetailMacKey(sk), data, padding)
+
+
+def generate_ac_with(key: mac.RetailMacKey, data: bytes, padding: Padding = "emv") -> bytes:
+    """:func:`generate_ac` under a session key whose MAC ciphers are made already
+    (:class:`~emv.crypto.mac.RetailMacKey`): for an ARQC and its ARPC method 2."""
     if padding == "emv":
-        return mac.mac_iso9797_1_alg3(sk, data, padding=2)
+        return key.mac(data, padding=2)
     if padding == "visa":
-        return mac.mac_iso9797_1_alg3(sk, data, padding=1)
+        return key.mac(data, padding=1)
     raise ValueError(f'padding must be "emv" or "visa", got {padding!r}')
 
 
@@ -195,8 +201,16 @@ def generate_arpc_2(sk: bytes, arqc: bytes, csu: bytes, prop_auth_data: bytes = 
     bytes of Proprietary Authentication Data.
     """
     require_length("sk", sk, 16)
+    return generate_arpc_2_with(mac.RetailMacKey(sk), arqc, csu, prop_auth_data)
+
+
+def generate_arpc_2_with(
+    key: mac.RetailMacKey, arqc: bytes, csu: bytes, prop_auth_data: bytes = b""
+) -> bytes:
+    """:func:`generate_arpc_2` under a session key whose MAC ciphers are made already
+    (:class:`~emv.crypto.mac.RetailMacKey`): the ARQC's, verified just before."""
     require_length("arqc", arqc, 8)
     require_length("csu", csu, 4)
     if len(prop_auth_data) > 8:
         raise ValueError(f"prop_auth_data must be 0 to 8 bytes long, got {len(prop_auth_data)}")
-    return mac.mac_iso9797_1_alg3(sk, arqc + csu + prop_auth_data, padding=2)[:ARPC_2_LENGTH]
+    return key.mac(arqc + csu + prop_auth_data, padding=2)[:ARPC_2_LENGTH]

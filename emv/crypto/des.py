@@ -16,6 +16,7 @@ from emv.crypto.checks import require_blocks, require_length
 
 BLOCK_SIZE = 8
 ZERO_IV = bytes(BLOCK_SIZE)
+_ECB = modes.ECB()  # a mode without an IV holds no state: one serves every cipher
 
 
 def _tdea_key(key: bytes) -> bytes:
@@ -31,9 +32,8 @@ def _tdea_key(key: bytes) -> bytes:
     return key
 
 
-def _ecb(key: bytes, data: bytes) -> Cipher[modes.ECB]:
-    require_blocks("data", data, BLOCK_SIZE)
-    return Cipher(TripleDES(_tdea_key(key)), modes.ECB())
+def _ecb(key: bytes) -> Cipher[modes.ECB]:
+    return Cipher(TripleDES(_tdea_key(key)), _ECB)
 
 
 def _cbc(key: bytes, data: bytes, iv: bytes) -> Cipher[modes.CBC]:
@@ -42,18 +42,39 @@ def _cbc(key: bytes, data: bytes, iv: bytes) -> Cipher[modes.CBC]:
     return Cipher(TripleDES(_tdea_key(key)), modes.CBC(iv))
 
 
+class TdeaEcb:
+    """TDEA encipherment in ECB mode under one key (SP 800-67 §3.1), its cipher made once:
+    for a key that enciphers again and again, such as an issuer master key held in an
+    HSM. ``key`` is as for :func:`encrypt_tdes_ecb`. One thread at a time: a TdeaEcb
+    shared between threads needs a lock around it. The repr shows no key."""
+
+    __slots__ = ("_encryptor",)
+
+    def __init__(self, key: bytes) -> None:
+        self._encryptor = _ecb(key).encryptor()
+
+    def __repr__(self) -> str:
+        return "TdeaEcb(<key>)"
+
+    def encrypt(self, data: bytes) -> bytes:
+        """``data`` (whole 8-byte blocks) enciphered; ECB carries nothing from one block
+        to the next and leaves nothing to finalise, so one encryptor serves every call."""
+        require_blocks("data", data, BLOCK_SIZE)
+        return self._encryptor.update(data)
+
+
 def encrypt_tdes_ecb(key: bytes, data: bytes) -> bytes:
     """Encipher ``data`` (whole 8-byte blocks) with TDEA in ECB mode (SP 800-67 §3.1).
 
     ``key`` is 16 (K1 K2) or 24 (K1 K2 K3) bytes; an 8-byte key gives single DES.
     """
-    encryptor = _ecb(key, data).encryptor()
-    return encryptor.update(data) + encryptor.finalize()
+    return TdeaEcb(key).encrypt(data)
 
 
 def decrypt_tdes_ecb(key: bytes, data: bytes) -> bytes:
     """Decipher ``data`` (whole 8-byte blocks) with TDEA in ECB mode (SP 800-67 §3.1)."""
-    decryptor = _ecb(key, data).decryptor()
+    require_blocks("data", data, BLOCK_SIZE)
+    decryptor = _ecb(key).decryptor()
     return decryptor.update(data) + decryptor.finalize()
 
 
@@ -83,10 +104,19 @@ def kcv(key: bytes, length: int = 3) -> bytes:
     return encrypt_tdes_ecb(key, ZERO_IV)[:length]
 
 
+def _odd_parity(byte: int) -> int:
+    """``byte`` with its low bit set so that it has an odd number of 1 bits."""
+    return byte & 0xFE | (bin(byte >> 1).count("1") + 1) % 2
+
+
+_ODD_PARITY = bytes(_odd_parity(byte) for byte in range(256))
+"""Every byte value with odd parity, as a :meth:`bytes.translate` table."""
+
+
 def adjust_parity(key: bytes) -> bytes:
     """Set the low bit of each byte so every byte has odd parity (FIPS 46-3 §1).
 
     EMV Book 2 Annex A1.4.1 derives ICC master keys this way; the bit is not
     used by the cipher, so parity never changes a cryptogram.
     """
-    return bytes(byte & 0xFE | (bin(byte >> 1).count("1") + 1) % 2 for byte in key)
+    return key.translate(_ODD_PARITY)

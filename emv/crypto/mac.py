@@ -60,18 +60,48 @@ def mac_iso9797_1_alg1(key: bytes, data: bytes, padding: Padding = 2) -> bytes:
     return _cbc_mac(key, _pad(data, padding))
 
 
+class RetailMacKey:
+    """The 16-byte key K_L || K_R of MAC algorithm 3 with its two ciphers made once (single
+    DES under K_L, TDEA under K_L K_R K_L): for several MACs under one key, such as an
+    ARQC verified and its ARPC (method 2) made under one session key. One thread at a
+    time, as :class:`~emv.crypto.des.TdeaEcb`; the repr shows no key."""
+
+    __slots__ = ("_chain", "_final")
+
+    def __init__(self, key: bytes) -> None:
+        require_length("key", key, 16)
+        self._chain = des.TdeaEcb(key[:8])
+        self._final = des.TdeaEcb(key)
+
+    def __repr__(self) -> str:
+        return "RetailMacKey(<key>)"
+
+    def mac(self, data: bytes, padding: Padding = 2) -> bytes:
+        """ISO/IEC 9797-1 MAC algorithm 3 of ``data`` (Book 2 A1.2.1): every block but the
+        last chained with single DES under K_L, H := DES(K_L)[H xor D], from H = 0; the
+        last is D_L xor H enciphered with TDEA (K_L K_R K_L), which is deciphering with
+        K_R and enciphering again with K_L."""
+        padded = _pad(data, padding)
+        last = len(padded) - des.BLOCK_SIZE
+        chain = 0
+        for start in range(0, last, des.BLOCK_SIZE):
+            block = int.from_bytes(padded[start : start + des.BLOCK_SIZE], "big")
+            chain = int.from_bytes(self._chain.encrypt(_block(chain ^ block)), "big")
+        return self._final.encrypt(_block(chain ^ int.from_bytes(padded[last:], "big")))
+
+
+def _block(value: int) -> bytes:
+    return value.to_bytes(des.BLOCK_SIZE, "big")
+
+
 def mac_iso9797_1_alg3(key: bytes, data: bytes, padding: Padding = 2) -> bytes:
     """ISO/IEC 9797-1 MAC algorithm 3, the retail MAC of EMV Book 2 Annex A1.2.1.
 
-    ``key`` is the 16-byte K_L || K_R: every block is chained with single DES
-    under K_L, and the last block is then deciphered with K_R and enciphered
-    again with K_L, which is TDEA (K_L K_R K_L) on the last chained block.
+    ``key`` is the 16-byte K_L || K_R: every block is chained with single DES under
+    K_L, and the last block is then deciphered with K_R and enciphered again with K_L
+    (:meth:`RetailMacKey.mac`).
     """
-    require_length("key", key, 16)
-    padded = _pad(data, padding)
-    head, last = padded[: -des.BLOCK_SIZE], padded[-des.BLOCK_SIZE :]
-    chain = _cbc_mac(key[:8], head) if head else des.ZERO_IV
-    return des.encrypt_tdes_ecb(key, bytes(a ^ b for a, b in zip(chain, last, strict=True)))
+    return RetailMacKey(key).mac(data, padding)
 
 
 def aes_cmac(key: bytes, data: bytes) -> bytes:

@@ -10,10 +10,16 @@ device's public key (docs/cbp.md).
 The arithmetic is the one of ``emv.crypto`` (EMV Book 2 Annex A1 derivations,
 §8.1 cryptograms, §8.2 ARPC, the emvtap CBP profile): every backend must give
 the same bytes as those pure functions, and the shared HSM test suite checks it.
+
+An authorisation's HSM work, verify the ARQC and make the ARPC, is
+:func:`verify_arqc_and_generate_arpc`: one operation on a backend that is an
+:class:`ArqcVerifier` (the key path walked once), the operations of :class:`Hsm`
+on any other.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -23,6 +29,10 @@ from emv.crypto import oda
 from emv.crypto.wrap import BatchKind
 
 __all__ = [
+    "Arpc",
+    "ArpcMethod1",
+    "ArpcMethod2",
+    "ArqcVerifier",
     "BatchRequest",
     "CommonSession",
     "Hsm",
@@ -36,6 +46,7 @@ __all__ = [
     "MastercardSession",
     "RsaPublic",
     "Session",
+    "verify_arqc_and_generate_arpc",
 ]
 
 
@@ -124,6 +135,25 @@ class KeyPath:
     icc: IccMaster
     limited_use: LimitedUse | None = None
     session: Session | None = None
+
+
+@dataclass(frozen=True)
+class ArpcMethod1:
+    """ARPC method 1 (EMV Book 2 §8.2.1) over the 2-byte Authorisation Response Code."""
+
+    arc: bytes
+
+
+@dataclass(frozen=True)
+class ArpcMethod2:
+    """ARPC method 2 (EMV Book 2 §8.2.2) over the 4-byte Card Status Update and 0 to 8
+    bytes of Proprietary Authentication Data."""
+
+    csu: bytes
+    prop_auth_data: bytes = b""
+
+
+Arpc = ArpcMethod1 | ArpcMethod2
 
 
 @dataclass(frozen=True)
@@ -235,3 +265,52 @@ class Hsm(Protocol):
         """AES-CMAC (16 bytes) of ``data`` under an AES key: a deterministic, keyed
         look-up value, so a store can find a PAN without holding it in clear."""
         ...
+
+
+class ArqcVerifier(ABC):
+    """An HSM that verifies an ARQC and makes its ARPC in one operation, walking the key
+    path once for both, as an HSM's verify-and-respond command does (Thales KQ, Futurex):
+    :func:`verify_arqc_and_generate_arpc` calls it rather than the three operations."""
+
+    @abstractmethod
+    def verify_arqc_and_generate_arpc(
+        self,
+        path: KeyPath,
+        data: bytes,
+        padding: Literal["emv", "visa"],
+        arqc: bytes,
+        *,
+        arpc: Arpc,
+        arpc_session: Session | None,
+    ) -> bytes | None:
+        """As :func:`verify_arqc_and_generate_arpc`."""
+
+
+def verify_arqc_and_generate_arpc(
+    hsm: Hsm,
+    path: KeyPath,
+    data: bytes,
+    padding: Literal["emv", "visa"],
+    arqc: bytes,
+    *,
+    arpc: Arpc,
+    arpc_session: Session | None,
+) -> bytes | None:
+    """Verify ``arqc`` over ``data`` (EMV Book 2 §8.1.2) under the key at ``path`` and, if
+    it verifies, the ARPC (§8.2) under the same card's key with ``arpc_session`` (the
+    AC's session, or None for the key at ``path`` without a session: the ICC master key
+    or the CBP key); None if the ARQC does not verify.
+
+    An :class:`ArqcVerifier` does it in one operation; any other HSM by
+    :meth:`Hsm.verify_application_cryptogram`, then :meth:`Hsm.arpc_method_1` or
+    :meth:`Hsm.arpc_method_2`."""
+    if isinstance(hsm, ArqcVerifier):
+        return hsm.verify_arqc_and_generate_arpc(
+            path, data, padding, arqc, arpc=arpc, arpc_session=arpc_session
+        )
+    if not hsm.verify_application_cryptogram(path, data, padding, arqc):
+        return None
+    arpc_path = KeyPath(path.imk, path.icc, path.limited_use, arpc_session)
+    if isinstance(arpc, ArpcMethod1):
+        return hsm.arpc_method_1(arpc_path, arqc, arpc.arc)
+    return hsm.arpc_method_2(arpc_path, arqc, arpc.csu, arpc.prop_auth_data)

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,9 @@ from emv.crypto import ac, aes, cbp, des, kd, mac, oda, wrap
 from emv.crypto.wrap import BatchKind
 from hce.hsm import keyfile
 from hce.hsm.interface import (
+    Arpc,
+    ArpcMethod1,
+    ArqcVerifier,
     BatchRequest,
     CommonSession,
     HsmError,
@@ -42,6 +46,7 @@ from hce.hsm.interface import (
     KeyPath,
     MastercardSession,
     RsaPublic,
+    Session,
 )
 
 __all__ = ["SoftHsm"]
@@ -58,6 +63,20 @@ FILE_VERSION = 1
 class _SecretKey:
     kind: KeyKind
     value: bytes = field(repr=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    @cached_property
+    def _tdea(self) -> des.TdeaEcb:
+        return des.TdeaEcb(self.value)
+
+    def encipher(self, data: bytes) -> bytes:
+        """DES3 (ECB) of ``data`` under this DES2 key, its cipher made at the first call and
+        kept, calls taking turns: an issuer master key enciphers every derivation from it
+        (Book 2 A1.4)."""
+        with self._lock:
+            return self._tdea.encrypt(data)
 
 
 _Key = _SecretKey | oda.RsaPrivateKey
@@ -84,23 +103,42 @@ def _refusing_bad_input(operation: str, label: str) -> Iterator[None]:
         raise HsmError(f"{operation} with key {label!r}: {err}") from None
 
 
-def _walk(imk: bytes, path: KeyPath) -> bytes:
-    """The working key at ``path`` from the clear issuer master key: ICC master key
-    (Book 2 A1.4.1 option A / A1.4.2 option B), then the CBP key of docs/cbp.md,
-    then the session key (Book 2 A1.3.1, or M/Chip's R = ATC || '0000' || UN)."""
+def _card_key(imk: _SecretKey, path: KeyPath) -> bytes:
+    """The card's key on ``path`` under the issuer master key: the ICC master key
+    DES3(IMK)[Y || Y xor 'FF'x8] with odd parity (Book 2 A1.4.1 option A / A1.4.2
+    option B), then the CBP key of docs/cbp.md."""
     icc = path.icc
-    derive_mk = kd.derive_icc_mk_a if icc.option == "A" else kd.derive_icc_mk_b
-    key = derive_mk(imk, icc.pan, icc.psn)
+    key = des.adjust_parity(imk.encipher(kd.icc_mk_derivation_data(icc.pan, icc.psn, icc.option)))
     if path.limited_use is not None:
         domain = cbp.KeyDomain(path.limited_use.kind)
         key = cbp.diversify_cbp_key(key, domain, path.limited_use.ident)
-    if isinstance(path.session, CommonSession):
-        if len(path.session.r) != des.BLOCK_SIZE:
-            raise ValueError(f"r must be {des.BLOCK_SIZE} bytes long, got {len(path.session.r)}")
-        key = kd.derive_common_sk(key, path.session.r)
-    elif isinstance(path.session, MastercardSession):
-        key = kd.derive_mastercard_sk(key, path.session.atc, path.session.un)
     return key
+
+
+def _session_key(key: bytes, session: Session | None) -> bytes:
+    """The session key of ``key`` (Book 2 A1.3.1, or M/Chip's R = ATC || '0000' || UN);
+    ``key`` itself when there is no session."""
+    if isinstance(session, CommonSession):
+        if len(session.r) != des.BLOCK_SIZE:
+            raise ValueError(f"r must be {des.BLOCK_SIZE} bytes long, got {len(session.r)}")
+        return kd.derive_common_sk(key, session.r)
+    if isinstance(session, MastercardSession):
+        return kd.derive_mastercard_sk(key, session.atc, session.un)
+    return key
+
+
+def _walk(imk: _SecretKey, path: KeyPath) -> bytes:
+    """The working key at ``path`` under the issuer master key."""
+    return _session_key(_card_key(imk, path), path.session)
+
+
+def _arpc(key: bytes, arqc: bytes, arpc: Arpc, mac_key: mac.RetailMacKey | None = None) -> bytes:
+    """The ARPC of ``arqc`` under ``key``: method 1 (Book 2 §8.2.1) or 2 (§8.2.2), the
+    MAC of method 2 with ``mac_key`` when the key's MAC ciphers are made already."""
+    if isinstance(arpc, ArpcMethod1):
+        return ac.generate_arpc_1(key, arqc, arpc.arc)
+    mac_key = mac_key or mac.RetailMacKey(key)
+    return ac.generate_arpc_2_with(mac_key, arqc, arpc.csu, arpc.prop_auth_data)
 
 
 def _rsa_key(p: int, q: int, exponent: int) -> oda.RsaPrivateKey:
@@ -152,11 +190,12 @@ def _load(path: Path, plaintext: bytes) -> dict[str, _Key]:
     return keys
 
 
-class SoftHsm:
+class SoftHsm(ArqcVerifier):
     """The embedded HSM: keys in memory and in a key file sealed under a master key.
 
     Thread-safe: one lock guards the key set and the key file; the cryptography
-    runs outside it on immutable key values.
+    runs outside it on immutable key values, and on the cipher a DES2 key keeps for
+    the derivations under it, which calls take turns on.
     """
 
     def __init__(self, path: Path, master_key: bytes, keys: dict[str, _Key]) -> None:
@@ -255,7 +294,7 @@ class SoftHsm:
     def _working_key(self, operation: str, path: KeyPath) -> bytes:
         imk = self._secret(operation, path.imk, (KeyKind.DES2,))
         with _refusing_bad_input(operation, path.imk):
-            return _walk(imk.value, path)
+            return _walk(imk, path)
 
     def application_cryptogram(
         self, path: KeyPath, data: bytes, padding: Literal["emv", "visa"]
@@ -284,6 +323,33 @@ class SoftHsm:
         with _refusing_bad_input("arpc_method_2", path.imk):
             return ac.generate_arpc_2(key, arqc, csu, prop_auth_data)
 
+    def verify_arqc_and_generate_arpc(
+        self,
+        path: KeyPath,
+        data: bytes,
+        padding: Literal["emv", "visa"],
+        arqc: bytes,
+        *,
+        arpc: Arpc,
+        arpc_session: Session | None,
+    ) -> bytes | None:
+        """Verify the ARQC (Book 2 §8.1.2) under the key at ``path`` and, if it verifies,
+        make the ARPC (§8.2) under the key with ``arpc_session``
+        (:func:`hce.hsm.interface.verify_arqc_and_generate_arpc`). The card's key is
+        derived once for both; when the ARPC is under the AC's session key, so is that
+        key, and a method 2 ARPC uses the MAC ciphers of the ARQC's."""
+        operation = "verify_arqc_and_generate_arpc"
+        imk = self._secret(operation, path.imk, (KeyKind.DES2,))
+        with _refusing_bad_input(operation, path.imk):
+            card_key = _card_key(imk, path)
+            ac_key = _session_key(card_key, path.session)
+            mac_key = mac.RetailMacKey(ac_key)
+            if not hmac.compare_digest(ac.generate_ac_with(mac_key, data, padding), arqc):
+                return None
+            if arpc_session == path.session:
+                return _arpc(ac_key, arqc, arpc, mac_key)
+            return _arpc(_session_key(card_key, arpc_session), arqc, arpc)
+
     def key_check_value(self, path: KeyPath) -> bytes:
         return des.kcv(self._working_key("key_check_value", path), KCV_LENGTH)
 
@@ -301,7 +367,7 @@ class SoftHsm:
     ) -> bytes:
         """Derive, mask, encode and seal a batch (docs/cbp.md "The batch and its envelope")
         with a fresh ephemeral P-256 key and a random nonce."""
-        issuer_key = self._secret("wrap_batch", imk, (KeyKind.DES2,)).value
+        issuer_key = self._secret("wrap_batch", imk, (KeyKind.DES2,))
         with _refusing_bad_input("wrap_batch", imk):
             batch = [_batch_key(issuer_key, imk, icc, request, pin_key) for request in keys]
             return wrap.wrap_batch(
@@ -351,7 +417,7 @@ class SoftHsm:
 
 
 def _batch_key(
-    issuer_key: bytes,
+    issuer_key: _SecretKey,
     imk: str,
     icc: IccMaster,
     request: BatchRequest,

@@ -28,7 +28,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from emv.crypto import cbp, oda
 from emv.crypto.wrap import POINT_LENGTH, BatchHeader, BatchKind, device_fingerprint
-from hce.hsm.interface import Hsm, IccMaster, KeyKind, KeyPath, LimitedUse
+from hce.hsm.interface import (
+    Arpc,
+    ArpcMethod1,
+    ArpcMethod2,
+    Hsm,
+    IccMaster,
+    KeyKind,
+    KeyPath,
+    LimitedUse,
+    Session,
+    verify_arqc_and_generate_arpc,
+)
 from hce.server import authorisation as authz
 from hce.server import issuer_host, personalisation, provisioning, reconciliation, vault
 from hce.server.authorisation import Authorisation, AuthorisationRequest, ClaimedKey, Reason
@@ -180,9 +191,14 @@ class _Decision:
     token: TokenRow | None = None
     key: ClaimedKey | None = None
     device_id: str | None = None
-    verified: bool = False
+    arpc: bytes | None = None  # the cryptogram verified: the ARPC of the reason's ARC or CSU
+    csu: bytes | None = None  # ARPC method 2 only
     detail: str = ""
-    plastic: issuer_host.PlasticCryptogram | None = None  # a plastic card's, instead of key
+
+
+def _arc(reason: Reason) -> bytes:
+    """The Authorisation Response Code (tag 8A) that answers ``reason``."""
+    return authz.ARC_APPROVED if reason == "approved" else authz.ARC_DECLINED
 
 
 class TokenService:
@@ -834,13 +850,11 @@ class TokenService:
         found = _Decision("approved", request, token, key, issued.device_id)
         if tx.atc_approved(token.token_id, request.atc):
             return dataclasses.replace(found, reason="replay")
+        reason = self._limits(tx, token, issued, request, key.use_count)
         path = KeyPath(IMK_AC, self._icc(token, request.pan), key.limited_use, key.session)
-        if not self._hsm.verify_application_cryptogram(
-            path, request.mac_input, "emv", request.arqc
-        ):
-            return dataclasses.replace(found, reason="bad_cryptogram")
-        return dataclasses.replace(
-            found, verified=True, reason=self._limits(tx, token, issued, request, key.use_count)
+        method: Literal[1, 2] = 1 if key.family == "LUK" else 2  # CBP-V: 1, CBP-M: 2 with a CSU
+        return self._verified(
+            found, reason, path, request.mac_input, arpc_method=method, arpc_session=key.session
         )
 
     def _decide_plastic(
@@ -853,16 +867,50 @@ class TokenService:
             plastic = issuer_host.plastic_cryptogram(card.cryptogram_version, request)
         except authz.MalformedRequest as err:
             return _Decision("malformed", request, card, detail=str(err))
-        found = _Decision("approved", request, card, plastic=plastic)
+        found = _Decision("approved", request, card)
         if tx.atc_approved(card.token_id, request.atc):
             return dataclasses.replace(found, reason="replay")
-        path = KeyPath(IMK_AC, self._icc(card, request.pan), session=plastic.session)
-        if not self._hsm.verify_application_cryptogram(
-            path, plastic.mac_input, "emv", request.arqc
-        ):
-            return dataclasses.replace(found, reason="bad_cryptogram")
         reason: Reason = "approved" if card.status == "active" else "suspended_token"
-        return dataclasses.replace(found, verified=True, reason=reason)
+        path = KeyPath(IMK_AC, self._icc(card, request.pan), session=plastic.session)
+        return self._verified(
+            found,
+            reason,
+            path,
+            plastic.mac_input,
+            arpc_method=plastic.arpc_method,
+            arpc_session=plastic.arpc_session,
+        )
+
+    def _verified(
+        self,
+        found: _Decision,
+        reason: Reason,
+        path: KeyPath,
+        mac_input: bytes,
+        *,
+        arpc_method: Literal[1, 2],
+        arpc_session: Session | None,
+    ) -> _Decision:
+        """``found`` decided ``reason`` with its ARPC (EMV Book 2 §8.2: method 1 over the
+        ARC, method 2 over the CSU; under the key with ``arpc_session``) if the ARQC
+        verifies under the key at ``path`` (§8.1), else bad_cryptogram. The reason is
+        decided before the cryptogram is verified, so that one HSM operation verifies
+        it and makes the ARPC; bad_cryptogram still comes first."""
+        request = found.request
+        assert request is not None  # the request was parsed
+        arpc: Arpc
+        csu = None
+        if arpc_method == 1:
+            arpc = ArpcMethod1(_arc(reason))
+        else:
+            csu = authz.CSU_APPROVED if reason == "approved" else authz.CSU_DECLINED
+            arpc = ArpcMethod2(csu)
+        answer = verify_arqc_and_generate_arpc(
+            self._hsm, path, mac_input, "emv", request.arqc, arpc=arpc, arpc_session=arpc_session
+        )
+        if answer is None:
+            return dataclasses.replace(found, reason="bad_cryptogram")
+        return dataclasses.replace(found, reason=reason, arpc=answer, csu=csu)
 
     def _limits(
         self,
@@ -891,7 +939,7 @@ class TokenService:
         try:
             tx.add_authorisation(self._row(authorisation_id, decision))
         except DuplicateApproval:
-            decision = dataclasses.replace(decision, reason="replay", verified=False)
+            decision = dataclasses.replace(decision, reason="replay", arpc=None, csu=None)
             tx.add_authorisation(self._row(authorisation_id, decision))
         return decision
 
@@ -913,36 +961,16 @@ class TokenService:
 
     def _answer(self, authorisation_id: str, decision: _Decision) -> Authorisation:
         approved = decision.reason == "approved"
-        arc = authz.ARC_APPROVED if approved else authz.ARC_DECLINED
         verdict: Literal["approved", "declined"] = "approved" if approved else "declined"
-        arpc, csu = self._arpc(decision, arc) if decision.verified else (None, None)
         return Authorisation(
-            authorisation_id, verdict, decision.reason, arc, arpc, csu, decision.detail
+            authorisation_id,
+            verdict,
+            decision.reason,
+            _arc(decision.reason),
+            decision.arpc,
+            decision.csu,
+            decision.detail,
         )
-
-    def _arpc(self, decision: _Decision, arc: bytes) -> tuple[bytes, bytes | None]:
-        """The ARPC (EMV Book 2 §8.2) of a verified cryptogram, and the CSU it covers
-        (method 2 only): CBP-V method 1 under its session key, CBP-M method 2 under the
-        SUK; a plastic card's by its cryptogram version (:mod:`hce.server.issuer_host`)."""
-        request, token, key, plastic = (
-            decision.request,
-            decision.token,
-            decision.key,
-            decision.plastic,
-        )
-        assert request is not None and token is not None  # a verified decision has them
-        icc = self._icc(token, request.pan)
-        if plastic is not None:
-            path = KeyPath(IMK_AC, icc, session=plastic.arpc_session)
-            method = plastic.arpc_method
-        else:
-            assert key is not None
-            path = KeyPath(IMK_AC, icc, key.limited_use, key.session)
-            method = 1 if key.family == "LUK" else 2
-        if method == 1:
-            return self._hsm.arpc_method_1(path, request.arqc, arc), None
-        csu = authz.CSU_APPROVED if decision.reason == "approved" else authz.CSU_DECLINED
-        return self._hsm.arpc_method_2(path, request.arqc, csu), csu
 
     # --- reconciliation and audit ----------------------------------------------------------
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pyemv import ac as pyemv_ac
 from pyemv import cvn as pyemv_cvn
 
-from emv.crypto import ac, kd
+from emv.crypto import ac, kd, mac
 
 keys = st.binary(min_size=16, max_size=16)
 arqcs = st.binary(min_size=8, max_size=8)
@@ -73,6 +73,16 @@ def test_arpc_1_agrees_with_pyemv(sk: bytes, arqc: bytes, arc: bytes) -> None:
 @given(sk=keys, arqc=arqcs, csu=_fixed(4), pad=st.binary(max_size=8))
 def test_arpc_2_agrees_with_pyemv(sk: bytes, arqc: bytes, csu: bytes, pad: bytes) -> None:
     assert ac.generate_arpc_2(sk, arqc, csu, pad) == pyemv_ac.generate_arpc_2(sk, arqc, csu, pad)
+
+
+@given(sk=keys, data=st.binary(max_size=64), arqc=arqcs, csu=_fixed(4), pad=st.binary(max_size=8))
+def test_one_mac_key_gives_the_ac_and_arpc_2_of_the_session_key(
+    sk: bytes, data: bytes, arqc: bytes, csu: bytes, pad: bytes
+) -> None:
+    key = mac.RetailMacKey(sk)
+    for padding in ("emv", "visa"):
+        assert ac.generate_ac_with(key, data, padding) == ac.generate_ac(sk, data, padding)
+    assert ac.generate_arpc_2_with(key, arqc, csu, pad) == ac.generate_arpc_2(sk, arqc, csu, pad)
 
 
 def _issuer(pan: str, psn: int) -> dict[str, Any]:

@@ -51,6 +51,18 @@ def test_short_keys_are_keying_options(k1: bytes, k2: bytes, data: bytes) -> Non
     assert des.encrypt_tdes_ecb(k1, data) == des.encrypt_tdes_ecb(k1 * 3, data)
 
 
+@given(key=st.binary(min_size=8, max_size=8) | tdes_keys, data=blocks)
+def test_a_prepared_key_enciphers_as_encrypt_tdes_ecb(key: bytes, data: bytes) -> None:
+    cipher = des.TdeaEcb(key)
+    assert cipher.encrypt(data) == des.encrypt_tdes_ecb(key, data)
+    assert cipher.encrypt(data) == des.encrypt_tdes_ecb(key, data)  # nothing carried over
+
+
+def test_a_prepared_key_hides_its_key() -> None:
+    key = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+    assert key.hex() not in repr(des.TdeaEcb(key)).lower()
+
+
 def test_default_iv_is_zero() -> None:
     key, data = bytes(range(16)), bytes(range(24))
     assert des.encrypt_tdes_cbc(key, data) == des.encrypt_tdes_cbc(key, data, bytes(8))
@@ -79,6 +91,8 @@ Call = Callable[[], object]
         (lambda: des.kcv(bytes(16), 0), r"^length must be 1 to 8"),
         (lambda: des.kcv(bytes(16), 9), r"^length must be 1 to 8"),
         (lambda: des.kcv(bytes(5)), r"^key must be"),
+        (lambda: des.TdeaEcb(bytes(15)), r"^key must be 8 or 16 or 24 bytes"),
+        (lambda: des.TdeaEcb(bytes(16)).encrypt(bytes(12)), r"^data must be a multiple of 8"),
     ],
 )
 def test_malformed_input_names_the_parameter(call: Call, message: str) -> None:

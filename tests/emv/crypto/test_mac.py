@@ -35,6 +35,16 @@ def test_alg3_agrees_with_pyemv(key: bytes, data: bytes, padding: Literal[1, 2])
     assert mac.mac_iso9797_1_alg3(key, data, padding) == expected
 
 
+@given(key=st.binary(min_size=16, max_size=16), messages=st.lists(data_strategy, max_size=4))
+def test_a_retail_mac_key_serves_several_macs(key: bytes, messages: list[bytes]) -> None:
+    prepared = mac.RetailMacKey(key)
+    for data in messages:  # nothing carries over from one MAC to the next
+        for padding in (1, 2):
+            expected = pyemv_mac.mac_iso9797_3(key[:8], key[8:], data, padding)
+            assert prepared.mac(data, padding) == expected
+    assert key.hex() not in repr(prepared).lower()
+
+
 @given(k=st.binary(min_size=8, max_size=8), data=data_strategy, padding=paddings)
 def test_alg3_with_equal_halves_is_des_alg1(k: bytes, data: bytes, padding: Literal[1, 2]) -> None:
     assert mac.mac_iso9797_1_alg3(k + k, data, padding) == mac.mac_iso9797_1_alg1(k, data, padding)

@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from emv.crypto import ac, aes, cbp, des, kd, mac, oda, wrap
 from emv.crypto.wrap import BatchHeader, BatchKey, BatchKind, WrapError
 from hce.hsm.interface import (
+    Arpc,
+    ArpcMethod1,
+    ArpcMethod2,
     BatchRequest,
     CommonSession,
     Hsm,
@@ -32,6 +35,7 @@ from hce.hsm.interface import (
     LimitedUse,
     MastercardSession,
     RsaPublic,
+    verify_arqc_and_generate_arpc,
 )
 
 IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
@@ -198,6 +202,9 @@ UNKNOWN_LABEL_CALLS: list[Callable[[Hsm], object]] = [
     lambda hsm: hsm.key_check_value(KeyPath("missing", ICC_A)),
     lambda hsm: hsm.application_cryptogram(KeyPath("missing", ICC_A), DATA, "emv"),
     lambda hsm: hsm.arpc_method_1(KeyPath("missing", ICC_A), ARQC, b"00"),
+    lambda hsm: verify_arqc_and_generate_arpc(
+        hsm, KeyPath("missing", ICC_A), DATA, "emv", ARQC, arpc=ARPCS[0], arpc_session=None
+    ),
     lambda hsm: hsm.wrap_batch("missing", ICC_A, [], device_point=DEVICE_POINT, header=_header()),
     lambda hsm: hsm.rsa_public_key("missing"),
     lambda hsm: hsm.rsa_sign_raw("missing", bytes(128)),
@@ -287,6 +294,56 @@ def test_arpc_methods_are_those_of_the_pure_functions(issuer: Hsm, path: KeyPath
     assert issuer.arpc_method_2(path, ARQC, csu, pad) == ac.generate_arpc_2(key, ARQC, csu, pad)
 
 
+ARPCS: list[Arpc] = [
+    ArpcMethod1(b"00"),
+    ArpcMethod2(bytes.fromhex("00820000")),
+    ArpcMethod2(bytes.fromhex("00820000"), bytes.fromhex("0102")),
+]
+
+
+def _clear_arpc(key: bytes, arqc: bytes, arpc: Arpc) -> bytes:
+    if isinstance(arpc, ArpcMethod1):
+        return ac.generate_arpc_1(key, arqc, arpc.arc)
+    return ac.generate_arpc_2(key, arqc, arpc.csu, arpc.prop_auth_data)
+
+
+class _ThreeOperations:
+    """An HSM with only the operations the default :func:`verify_arqc_and_generate_arpc`
+    uses (not an ArqcVerifier), so the default is tested on every backend."""
+
+    def __init__(self, hsm: Hsm) -> None:
+        self.verify_application_cryptogram = hsm.verify_application_cryptogram
+        self.arpc_method_1 = hsm.arpc_method_1
+        self.arpc_method_2 = hsm.arpc_method_2
+
+
+@pytest.mark.parametrize("default", [False, True], ids=["backend", "default"])
+@pytest.mark.parametrize("path", PATHS, ids=_path_id)
+def test_verify_arqc_and_generate_arpc_is_the_verification_then_the_arpc(
+    issuer: Hsm, path: KeyPath, default: bool
+) -> None:
+    hsm: Hsm = _ThreeOperations(issuer) if default else issuer  # type: ignore[assignment]
+    arqc = ac.generate_ac(_clear_key(path), DATA)
+    for arpc_session in (path.session, None):
+        arpc_key = _clear_key(KeyPath("imk", path.icc, path.limited_use, arpc_session))
+        for arpc in ARPCS:
+            answer = verify_arqc_and_generate_arpc(
+                hsm, path, DATA, "emv", arqc, arpc=arpc, arpc_session=arpc_session
+            )
+            assert answer == _clear_arpc(arpc_key, arqc, arpc)
+    for altered in (_flip(arqc, 63), arqc[:4]):
+        refused = verify_arqc_and_generate_arpc(
+            hsm, path, DATA, "emv", altered, arpc=ARPCS[0], arpc_session=path.session
+        )
+        assert refused is None
+    assert (
+        verify_arqc_and_generate_arpc(
+            hsm, path, DATA, "visa", arqc, arpc=ARPCS[1], arpc_session=path.session
+        )
+        is None
+    )
+
+
 BAD_INPUTS: list[Callable[[Hsm], object]] = [
     lambda hsm: hsm.key_check_value(KeyPath("imk", IccMaster("47617390A1010010"))),
     lambda hsm: hsm.key_check_value(KeyPath("imk", ICC_A, LimitedUse(BatchKind.LUK, b"\x00"))),
@@ -294,6 +351,24 @@ BAD_INPUTS: list[Callable[[Hsm], object]] = [
     lambda hsm: hsm.key_check_value(KeyPath("imk", ICC_A, session=MastercardSession(ATC, b""))),
     lambda hsm: hsm.arpc_method_1(KeyPath("imk", ICC_A), ARQC[:7], b"00"),
     lambda hsm: hsm.arpc_method_2(KeyPath("imk", ICC_A), ARQC, b"\x00"),
+    lambda hsm: verify_arqc_and_generate_arpc(
+        hsm,
+        KeyPath("imk", IccMaster("47617390A1010010")),
+        DATA,
+        "emv",
+        ARQC,
+        arpc=ARPCS[0],
+        arpc_session=None,
+    ),
+    lambda hsm: verify_arqc_and_generate_arpc(
+        hsm,
+        KeyPath("imk", ICC_A),
+        DATA,
+        "emv",
+        hsm.application_cryptogram(KeyPath("imk", ICC_A), DATA, "emv"),
+        arpc=ArpcMethod2(bytes(4), bytes(9)),
+        arpc_session=None,
+    ),
 ]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from emv.crypto import aes, des
+from emv.crypto import aes, des, kd
 from hce.hsm import keyfile
 from hce.hsm.interface import HsmError, IccMaster, KeyKind, KeyPath
 from hce.hsm.soft import SoftHsm
@@ -132,6 +133,14 @@ def test_concurrent_imports_all_reach_the_file(tmp_path: Path) -> None:
         thread.join()
     assert hsm.labels() == sorted(labels)
     assert SoftHsm.open(path, MASTER_KEY).labels() == sorted(labels)
+
+
+def test_threads_share_the_cipher_of_an_issuer_master_key(key_file: Path) -> None:
+    hsm = SoftHsm.open(key_file, MASTER_KEY)
+    paths = [KeyPath("imk", IccMaster(f"47617390010100{n:02d}")) for n in range(32)] * 8
+    with ThreadPoolExecutor(8) as pool:
+        kcvs = list(pool.map(hsm.key_check_value, paths))
+    assert kcvs == [des.kcv(kd.derive_icc_mk_a(IMK, path.icc.pan), 3) for path in paths]
 
 
 # --- the master key ---------------------------------------------------------------------

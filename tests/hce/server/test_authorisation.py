@@ -205,10 +205,11 @@ def test_sixteen_concurrent_submissions_give_one_approval(server, make_card, kit
     tap = kit.tap_v(card, 1)
     barrier = threading.Barrier(16)
 
-    def submit(_: int) -> str:
+    def submit(_: int) -> tuple[str, bool]:
         barrier.wait()
-        return server.service.authorise(tap.icc, actor=server.acquirer).reason
+        answer = server.service.authorise(tap.icc, actor=server.acquirer)
+        return answer.reason, answer.arpc is not None
 
     with ThreadPoolExecutor(16) as pool:
-        reasons = sorted(pool.map(submit, range(16)))
-    assert reasons == ["approved"] + ["replay"] * 15
+        answers = sorted(pool.map(submit, range(16)))
+    assert answers == [("approved", True)] + [("replay", False)] * 15
