@@ -3,7 +3,9 @@
 Keys are token objects named by our labels: DES2 issuer master keys (DERIVE
 only), AES vault keys (ENCRYPT/DECRYPT/SIGN), RSA key pairs whose two halves
 share the label. Every stored secret is CKA_SENSITIVE and not CKA_EXTRACTABLE.
-Every derived key is a session object, destroyed before the call returns.
+Every derived key is a session object (CKA_TOKEN false, sensitive, never
+extractable, and either DERIVE or ENCRYPT, never both), destroyed before the call
+returns, but for the ICC master keys of "What is kept between calls" below.
 
 What runs in the token:
 
@@ -44,6 +46,25 @@ What leaves the token besides results:
   under the KEK. The caller gave the PIN key, so the host could unmask it:
   PKCS#11 has no mechanism to wrap a wrapped key.
 
+What is kept between calls (the token's cost is in C_FindObjects and C_DeriveKey,
+above all on token objects, not in the DES):
+
+* The handle of each issuer master key, found on its first use; found again only
+  if the token says it turned invalid (another process destroyed the object),
+  and then every key kept below it is destroyed. So an IMK that another process
+  replaces under the same label is noticed when its handle is next used (for a
+  card whose keys are not kept); until then the kept keys of the old one serve.
+* The ICC master keys of the last cards used (:data:`CARD_KEYS` objects, by IMK
+  label, PAN, PSN and option): per card its DERIVE form (the parent of its
+  session and limited-use keys), its ENCRYPT form (ARPC method 1 under it, key
+  check values) and its twin, each derived on its first use. Closing the session
+  destroys them.
+
+Within one call each key is derived once: :meth:`Pkcs11Hsm.verify_arqc_and_generate_arpc`
+(an :class:`~hce.hsm.interface.ArqcVerifier`) makes the ARPC under the AC's own keys
+when its key path is the AC's. Nothing is kept by ATC and no result is kept: every
+cryptogram is computed by the token.
+
 The token is not a security boundary against whoever holds the user PIN (a DERIVE
 key can derive readable keys if asked): this module never asks, and exposes no
 session. One lock serialises the calls on the single logged-in session.
@@ -64,10 +85,12 @@ Pkcs11Hsm per token at a time in a process (separate processes are independent).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hmac
 import os
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,6 +106,10 @@ from emv.crypto import ac, cbp, des, kd, mac, oda, wrap
 from emv.crypto.checks import require_length
 from emv.crypto.wrap import BatchKind
 from hce.hsm.interface import (
+    Arpc,
+    ArpcMethod1,
+    ArpcMethod2,
+    ArqcVerifier,
     BatchRequest,
     HsmError,
     IccMaster,
@@ -122,8 +149,14 @@ DER_POINT_PREFIX = b"\x04\x41"  # CKA_EC_POINT: the 65-byte point as a DER OCTET
 SECRET = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
 # A limited-use key on its way into an envelope: it may leave, only wrapped.
 WRAPPABLE = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True}
-# CKM_DES3_ECB_ENCRYPT_DATA takes the length from the key type: no CKA_VALUE_LEN.
-NO_VALUE_LEN = {Attribute.VALUE_LEN: pkcs11.DEFAULT}
+# CKM_DES3_ECB_ENCRYPT_DATA takes the length from the key type: no CKA_VALUE_LEN. Nor
+# python-pkcs11's empty CKA_ID and CKA_LABEL: a session key needs neither, and every
+# attribute costs the token time.
+DERIVED = {
+    Attribute.VALUE_LEN: pkcs11.DEFAULT,
+    Attribute.ID: pkcs11.DEFAULT,
+    Attribute.LABEL: pkcs11.DEFAULT,
+}
 
 USES = (
     Attribute.ENCRYPT,
@@ -152,6 +185,17 @@ MASTER_USES = {
 KEY_LENGTHS = {KeyKind.DES2: 16, KeyKind.AES128: 16, KeyKind.AES256: 32}
 AES_KINDS = (KeyKind.AES128, KeyKind.AES256)
 PADDINGS = {"emv": mac.pad_iso9797_1_method_2, "visa": mac.pad_iso9797_1_method_1}
+# The ICC master key objects kept between calls (module docstring): 32 cards. Each
+# session object costs every C_FindObjects a little (SoftHSMv2 scans them all).
+CARD_KEYS = 96
+
+# The three forms of an ICC master key (module docstring).
+CardUse = Literal["derive", "encrypt", "twin"]
+CARD_CAPABILITIES = {
+    "derive": MechanismFlag.DERIVE,
+    "encrypt": MechanismFlag.ENCRYPT,
+    "twin": MechanismFlag.ENCRYPT,
+}
 
 _Object = TypeVar("_Object", bound=pkcs11.Object)
 
@@ -193,9 +237,16 @@ def _session_data(session: Session) -> bytes:
     return kd.common_sk_derivation_data(session.r)
 
 
-def _path_data(path: KeyPath) -> list[bytes]:
-    """One CKM_DES3_ECB_ENCRYPT_DATA input per step from the issuer master key to ``path``."""
-    steps = [_icc_data(path.icc)]
+def _card_data(icc: IccMaster, use: CardUse) -> bytes:
+    """The input of the ICC master key of ``icc`` in the form ``use`` (its twin's, or its own)."""
+    data = _icc_data(icc)
+    return _twin_data(data) if use == "twin" else data
+
+
+def _steps_below_icc(path: KeyPath) -> list[bytes]:
+    """One CKM_DES3_ECB_ENCRYPT_DATA input per step from the ICC master key to ``path``
+    (none: the ICC master key is the working key)."""
+    steps = []
     if path.limited_use is not None:
         steps.append(_limited_use_data(path.limited_use))
     if path.session is not None:
@@ -253,7 +304,7 @@ def _derive_des2(
         capabilities=capabilities,
         mechanism=Mechanism.DES3_ECB_ENCRYPT_DATA,
         mechanism_param=parameter,
-        template={**template, **NO_VALUE_LEN},
+        template={**template, **DERIVED},
     )
     return cast("_Key", key)
 
@@ -279,14 +330,55 @@ class _Scratch:
 
     def __init__(self) -> None:
         self.objects: list[pkcs11.Object] = []
+        self._derived: dict[tuple[int | None, bytes, MechanismFlag], _Key] = {}
 
     def keep(self, obj: _Object) -> _Object:
         self.objects.append(obj)
         return obj
 
+    def derive(self, parent: _Key, data: bytes, capability: MechanismFlag) -> _Key:
+        """DES3(parent)[data] with ``capability``, derived once in this call."""
+        name = (parent.handle, data, capability)
+        key = self._derived.get(name)
+        if key is None:
+            key = self._derived[name] = self.keep(_derive_des2(parent, data, capability, SECRET))
+        return key
+
     def destroy(self) -> None:
         for obj in reversed(self.objects):
             obj.destroy()
+
+
+_CardName = tuple[str, IccMaster, CardUse]  # IMK label, card, form
+
+
+class _CardKeys:
+    """The ICC master keys kept between calls (module docstring): at most ``size``, the
+    least recently used destroyed first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: OrderedDict[_CardName, _Key] = OrderedDict()
+
+    def get(self, name: _CardName) -> _Key | None:
+        key = self._keys.get(name)
+        if key is not None:
+            self._keys.move_to_end(name)
+        return key
+
+    def put(self, name: _CardName, key: _Key) -> None:
+        self._keys[name] = key
+        while len(self._keys) > self._size:
+            self._keys.popitem(last=False)[1].destroy()
+
+    def discard(self, imk: str) -> None:
+        """Destroy the keys derived from the issuer master key ``imk``."""
+        for name in [name for name in self._keys if name[0] == imk]:
+            self._keys.pop(name).destroy()
+
+    def forget(self) -> None:
+        """Forget every key without destroying it (its session is closed)."""
+        self._keys.clear()
 
 
 def _only_token(module: str | os.PathLike[str]) -> pkcs11.Token:
@@ -315,7 +407,7 @@ def _token(module: str | os.PathLike[str], label: str) -> pkcs11.Token:
         raise HsmError(f"{where}: {type(err).__name__}") from None
 
 
-class Pkcs11Hsm:
+class Pkcs11Hsm(ArqcVerifier):
     """The HSM on the PKCS#11 token labelled ``token_label`` of ``module`` (None: the
     module's only initialised token), logged in with ``user_pin`` on one read-write
     session. Thread-safe (one lock per instance).
@@ -343,6 +435,9 @@ class Pkcs11Hsm:
         self._prefix = label_prefix
         self._lock = threading.Lock()
         self._open = True
+        # What is kept between calls (module docstring), by the caller's labels.
+        self._masters: dict[str, _Key] = {}
+        self._cards = _CardKeys(CARD_KEYS)
 
     def __repr__(self) -> str:
         namespace = f", labels {self._prefix!r}..." if self._prefix else ""
@@ -369,6 +464,8 @@ class Pkcs11Hsm:
         with self._lock:
             if self._open:
                 self._open = False
+                self._masters.clear()
+                self._cards.forget()
                 self._session.close()
 
     def __enter__(self) -> Pkcs11Hsm:
@@ -528,38 +625,104 @@ class Pkcs11Hsm:
                     " every key on the token)"
                 )
             objects = self._namespace()
+            for label in list(self._masters):
+                self._forget_master(label)
             for obj in objects:
                 obj.destroy()
             return len(objects)
 
     # --- key paths and cryptograms ------------------------------------------------------
 
+    def _master(self, operation: str, label: str) -> _Key:
+        """The issuer master key ``label``, its handle found once and kept."""
+        key = self._masters.get(label)
+        if key is None:
+            key, _ = self._secret(operation, label, (KeyKind.DES2,))
+            self._masters[label] = key
+        return key
+
+    def _forget_master(self, label: str) -> None:
+        """Drop the handle of the issuer master key ``label``; destroy every key kept below it."""
+        self._masters.pop(label, None)
+        self._cards.discard(label)
+
+    def _card_key(self, operation: str, imk: str, icc: IccMaster, use: CardUse) -> _Key:
+        """The ICC master key of ``icc`` under ``imk`` (Book 2 A1.4.1 / A1.4.2) in the form
+        ``use``: kept (module docstring), else derived from the issuer master key, found
+        again once if its handle turned invalid."""
+        name = (imk, icc, use)
+        kept = self._cards.get(name)
+        if kept is not None:
+            return kept
+        data, capability = _card_data(icc, use), CARD_CAPABILITIES[use]
+        try:
+            key = _derive_des2(self._master(operation, imk), data, capability, SECRET)
+        except (pkcs11.ObjectHandleInvalid, pkcs11.KeyHandleInvalid):
+            self._forget_master(imk)
+            key = _derive_des2(self._master(operation, imk), data, capability, SECRET)
+        self._cards.put(name, key)
+        return key
+
     def _working_keys(
         self, scratch: _Scratch, operation: str, path: KeyPath, *, twin: bool
     ) -> tuple[_Key, _Key]:
-        """The key at ``path`` derived in the token (session objects in ``scratch``) and,
-        if ``twin``, its twin KL || KL for the retail MAC (else the key again)."""
-        imk, _ = self._secret(operation, path.imk, (KeyKind.DES2,))
-        *parents, last = _path_data(path)
-        parent = imk
+        """The key at ``path`` and, if ``twin``, its twin KL || KL for the retail MAC (else
+        the key again): the kept ICC master key, or derived in the token below it."""
+        steps = _steps_below_icc(path)
+        if not steps:
+            key = self._card_key(operation, path.imk, path.icc, "encrypt")
+            return key, self._card_key(operation, path.imk, path.icc, "twin") if twin else key
+        parent = self._card_key(operation, path.imk, path.icc, "derive")
+        *parents, last = steps
         for data in parents:
-            parent = scratch.keep(_derive_des2(parent, data, MechanismFlag.DERIVE, SECRET))
-        key = scratch.keep(_derive_des2(parent, last, MechanismFlag.ENCRYPT, SECRET))
+            parent = scratch.derive(parent, data, MechanismFlag.DERIVE)
+        key = scratch.derive(parent, last, MechanismFlag.ENCRYPT)
         if not twin:
             return key, key
-        return key, scratch.keep(
-            _derive_des2(parent, _twin_data(last), MechanismFlag.ENCRYPT, SECRET)
-        )
+        return key, scratch.derive(parent, _twin_data(last), MechanismFlag.ENCRYPT)
+
+    def _cryptogram(
+        self,
+        scratch: _Scratch,
+        operation: str,
+        path: KeyPath,
+        data: bytes,
+        padding: Literal["emv", "visa"],
+    ) -> bytes:
+        """The cryptogram of EMV Book 2 §8.1.2 (MAC of A1.2.1) under the key at ``path``."""
+        if padding not in PADDINGS:
+            raise ValueError(f'padding must be "emv" or "visa", got {padding!r}')
+        key, twin = self._working_keys(scratch, operation, path, twin=True)
+        return _retail_mac(key, twin, PADDINGS[padding](data))
+
+    def _arpc(
+        self, scratch: _Scratch, operation: str, path: KeyPath, arqc: bytes, arpc: Arpc
+    ) -> bytes:
+        """The ARPC of ``arqc`` under the key at ``path``: method 1 (EMV Book 2 §8.2.1),
+        CKM_DES3_ECB of ARQC xor (ARC || '00'x6); method 2 (§8.2.2), the retail MAC of
+        ARQC || CSU || proprietary authentication data || PAD, leftmost 4 bytes."""
+        require_length("arqc", arqc, 8)
+        if isinstance(arpc, ArpcMethod1):
+            require_length("arc", arpc.arc, 2)
+            key, _ = self._working_keys(scratch, operation, path, twin=False)
+            y = bytes(a ^ b for a, b in zip(arqc, arpc.arc + bytes(6), strict=True))
+            return _encrypt(key, y, Mechanism.DES3_ECB)
+        require_length("csu", arpc.csu, 4)
+        if len(arpc.prop_auth_data) > 8:
+            raise ValueError(
+                f"prop_auth_data must be 0 to 8 bytes long, got {len(arpc.prop_auth_data)}"
+            )
+        padded = mac.pad_iso9797_1_method_2(arqc + arpc.csu + arpc.prop_auth_data)
+        key, twin = self._working_keys(scratch, operation, path, twin=True)
+        return _retail_mac(key, twin, padded)[: ac.ARPC_2_LENGTH]
 
     def application_cryptogram(
         self, path: KeyPath, data: bytes, padding: Literal["emv", "visa"]
     ) -> bytes:
         """The cryptogram of EMV Book 2 §8.1.2 (MAC of A1.2.1) under the key at ``path``."""
-        with self._call("application_cryptogram", path.imk) as scratch:
-            if padding not in PADDINGS:
-                raise ValueError(f'padding must be "emv" or "visa", got {padding!r}')
-            key, twin = self._working_keys(scratch, "application_cryptogram", path, twin=True)
-            return _retail_mac(key, twin, PADDINGS[padding](data))
+        operation = "application_cryptogram"
+        with self._call(operation, path.imk) as scratch:
+            return self._cryptogram(scratch, operation, path, data, padding)
 
     def verify_application_cryptogram(
         self, path: KeyPath, data: bytes, padding: Literal["emv", "visa"], cryptogram: bytes
@@ -567,28 +730,39 @@ class Pkcs11Hsm:
         return hmac.compare_digest(self.application_cryptogram(path, data, padding), cryptogram)
 
     def arpc_method_1(self, path: KeyPath, arqc: bytes, arc: bytes) -> bytes:
-        """ARPC method 1 (EMV Book 2 §8.2.1): CKM_DES3_ECB of ARQC xor (ARC || '00'x6)."""
+        """ARPC method 1 (EMV Book 2 §8.2.1)."""
         with self._call("arpc_method_1", path.imk) as scratch:
-            key, _ = self._working_keys(scratch, "arpc_method_1", path, twin=False)
-            require_length("arqc", arqc, 8)
-            require_length("arc", arc, 2)
-            y = bytes(a ^ b for a, b in zip(arqc, arc + bytes(6), strict=True))
-            return _encrypt(key, y, Mechanism.DES3_ECB)
+            return self._arpc(scratch, "arpc_method_1", path, arqc, ArpcMethod1(arc))
 
     def arpc_method_2(
         self, path: KeyPath, arqc: bytes, csu: bytes, prop_auth_data: bytes = b""
     ) -> bytes:
-        """ARPC method 2 (EMV Book 2 §8.2.2): the retail MAC of ARQC || CSU || PAD, 4 bytes."""
+        """ARPC method 2 (EMV Book 2 §8.2.2)."""
         with self._call("arpc_method_2", path.imk) as scratch:
-            key, twin = self._working_keys(scratch, "arpc_method_2", path, twin=True)
-            require_length("arqc", arqc, 8)
-            require_length("csu", csu, 4)
-            if len(prop_auth_data) > 8:
-                raise ValueError(
-                    f"prop_auth_data must be 0 to 8 bytes long, got {len(prop_auth_data)}"
-                )
-            padded = mac.pad_iso9797_1_method_2(arqc + csu + prop_auth_data)
-            return _retail_mac(key, twin, padded)[: ac.ARPC_2_LENGTH]
+            arpc = ArpcMethod2(csu, prop_auth_data)
+            return self._arpc(scratch, "arpc_method_2", path, arqc, arpc)
+
+    def verify_arqc_and_generate_arpc(
+        self,
+        path: KeyPath,
+        data: bytes,
+        padding: Literal["emv", "visa"],
+        arqc: bytes,
+        *,
+        arpc: Arpc,
+        arpc_session: Session | None,
+    ) -> bytes | None:
+        """Verify the ARQC (Book 2 §8.1.2) under the key at ``path`` and, if it verifies,
+        make the ARPC (§8.2) under the key with ``arpc_session``, in one call: the key
+        path is derived once for both (the AC's keys themselves when ``arpc_session`` is
+        the AC's), :func:`hce.hsm.interface.verify_arqc_and_generate_arpc`."""
+        operation = "verify_arqc_and_generate_arpc"
+        with self._call(operation, path.imk) as scratch:
+            cryptogram = self._cryptogram(scratch, operation, path, data, padding)
+            if not hmac.compare_digest(cryptogram, arqc):
+                return None
+            arpc_path = dataclasses.replace(path, session=arpc_session)
+            return self._arpc(scratch, operation, arpc_path, arqc, arpc)
 
     def key_check_value(self, path: KeyPath) -> bytes:
         """CKM_DES3_ECB of 8 zero bytes under the key at ``path``, leftmost 3 bytes."""
@@ -611,9 +785,8 @@ class Pkcs11Hsm:
         """The ECW2 envelope of ``emv.crypto.wrap`` built in the token (module docstring):
         the limited-use keys leave it only under AES-KWP."""
         with self._call("wrap_batch", imk) as scratch:
-            master, _ = self._secret("wrap_batch", imk, (KeyKind.DES2,))
+            mk = self._card_key("wrap_batch", imk, icc, "derive")
             wrap.load_point(device_point, "device public key")
-            mk = scratch.keep(_derive_des2(master, _icc_data(icc), MechanismFlag.DERIVE, SECRET))
             ephemeral, kek, kmac = self._envelope_keys(scratch, device_point)
             mask = None if pin_key is None else self._pin_key(scratch, pin_key)
             payload = wrap.encode_batch(

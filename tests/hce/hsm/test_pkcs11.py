@@ -1,9 +1,10 @@
 """Pkcs11Hsm only (SoftHSMv2): what the token holds, what it keeps, how it is opened.
 
 The shared suite (test_hsm.py) checks the outputs; this file looks inside the
-token through the backend's own session: stored secrets cannot be read, no
-session object outlives a call, the envelope is the ECW2 one, and opening a
-token fails with a clear HsmError.
+token through the backend's own session: stored secrets cannot be read, only the
+kept ICC master keys outlive a call (at most CARD_KEYS of them), an authorisation
+derives its key path once, a master key handle that turned invalid is found again,
+the envelope is the ECW2 one, and opening a token fails with a clear HsmError.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pkcs11
 import pytest
@@ -18,9 +20,12 @@ import softhsm
 from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, ObjectClass
 
-from emv.crypto import aes, cbp, des, kd, wrap
+from emv.crypto import ac, aes, cbp, des, kd, wrap
 from emv.crypto.wrap import BatchHeader, BatchKind
+from hce.hsm import pkcs11 as backend
 from hce.hsm.interface import (
+    ArpcMethod1,
+    ArpcMethod2,
     BatchRequest,
     CommonSession,
     HsmError,
@@ -30,8 +35,9 @@ from hce.hsm.interface import (
     KeyPath,
     LimitedUse,
     MastercardSession,
+    Session,
 )
-from hce.hsm.pkcs11 import Pkcs11Hsm, library
+from hce.hsm.pkcs11 import CARD_KEYS, Pkcs11Hsm, library
 
 # The hsm fixture of conftest.py, pkcs11 backend only (skipped without SoftHSMv2).
 pytestmark = pytest.mark.parametrize("hsm", ["pkcs11"], indirect=True)
@@ -69,8 +75,20 @@ def _session(hsm: Pkcs11Hsm) -> pkcs11.Session:
     return session
 
 
-def _objects(hsm: Pkcs11Hsm) -> int:
-    return len(list(_session(hsm).get_objects()))
+def _session_objects(hsm: Pkcs11Hsm) -> list[pkcs11.Object]:
+    return list(_session(hsm).get_objects({Attribute.TOKEN: False}))
+
+
+def _only_kept_card_keys(hsm: Pkcs11Hsm, cards: int) -> None:
+    """The session objects left are ICC master keys kept for at most ``cards`` cards (up
+    to three forms each), secret, and each for derivation or encipherment only."""
+    kept = _session_objects(hsm)
+    assert len(kept) <= 3 * cards
+    for key in kept:
+        assert key[Attribute.CLASS] is ObjectClass.SECRET_KEY
+        assert key[Attribute.SENSITIVE] and not key[Attribute.EXTRACTABLE]
+        uses = {use for use in USES if key[use]}
+        assert uses in ({Attribute.DERIVE}, {Attribute.ENCRYPT})
 
 
 def test_stored_secrets_cannot_be_read(stocked: Pkcs11Hsm) -> None:
@@ -150,27 +168,120 @@ FAILING_CALLS: list[Callable[[Pkcs11Hsm], object]] = [
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_no_session_object_outlives_a_cryptogram(stocked: Pkcs11Hsm, path: KeyPath) -> None:
-    before = _objects(stocked)
+def test_only_card_keys_outlive_a_cryptogram(stocked: Pkcs11Hsm, path: KeyPath) -> None:
     stocked.application_cryptogram(path, bytes(40), "emv")
-    assert _objects(stocked) == before
+    _only_kept_card_keys(stocked, cards=1)
+    kept = len(_session_objects(stocked))
+    stocked.application_cryptogram(path, bytes(40), "emv")
+    assert len(_session_objects(stocked)) == kept
 
 
 @pytest.mark.parametrize("call", CALLS)
-def test_no_session_object_outlives_a_call(stocked: Pkcs11Hsm, call: Callable[..., object]) -> None:
-    before = _objects(stocked)
+def test_only_card_keys_outlive_a_call(stocked: Pkcs11Hsm, call: Callable[..., object]) -> None:
     call(stocked)
-    assert _objects(stocked) == before
+    _only_kept_card_keys(stocked, cards=1)
 
 
 @pytest.mark.parametrize("call", FAILING_CALLS)
-def test_no_session_object_outlives_a_failed_call(
+def test_only_card_keys_outlive_a_failed_call(
     stocked: Pkcs11Hsm, call: Callable[..., object]
 ) -> None:
-    before = _objects(stocked)
     with pytest.raises(HsmError):
         call(stocked)
-    assert _objects(stocked) == before
+    _only_kept_card_keys(stocked, cards=1)
+
+
+def test_the_kept_card_keys_are_bounded(stocked: Pkcs11Hsm) -> None:
+    pans = [f"47617390010{number:05d}" for number in range(CARD_KEYS + 2)]
+    kcvs = [stocked.key_check_value(KeyPath("imk", IccMaster(pan))) for pan in pans]
+    assert len(_session_objects(stocked)) == CARD_KEYS
+    first = IccMaster(pans[0])  # the least recently used: no longer kept, derived again
+    assert stocked.key_check_value(KeyPath("imk", first)) == kcvs[0]
+    assert kcvs[0] == des.kcv(kd.derive_icc_mk_a(IMK, first.pan, first.psn))
+
+
+def test_closing_destroys_the_kept_card_keys(stocked: Pkcs11Hsm) -> None:
+    stocked.key_check_value(KeyPath("imk", ICC))
+    stocked.close()
+    with Pkcs11Hsm(softhsm.softhsm_module(), softhsm.TOKEN_LABEL, softhsm.USER_PIN) as reopened:
+        assert _session_objects(reopened) == []
+
+
+# Two plastic cards' authorisations, the session of an ATC and the ARPC: Visa CVN 18
+# (method 2 under the AC's session key), Mastercard CVN 16 (method 1 under the ICC
+# master key).
+AUTHORISATIONS: list[tuple[Callable[[bytes], Session], ArpcMethod1 | ArpcMethod2]] = [
+    (lambda atc: CommonSession(atc + bytes(6)), ArpcMethod2(bytes.fromhex("00800000"))),
+    (lambda atc: MastercardSession(atc, bytes.fromhex("5A1B3C4D")), ArpcMethod1(b"00")),
+]
+
+
+@pytest.mark.parametrize(("session_of", "arpc"), AUTHORISATIONS)
+def test_an_authorisation_derives_its_key_path_once(
+    stocked: Pkcs11Hsm,
+    monkeypatch: pytest.MonkeyPatch,
+    session_of: Callable[[bytes], Session],
+    arpc: ArpcMethod1 | ArpcMethod2,
+) -> None:
+    """The first finds the IMK and derives the card's keys (the ICC master key to derive
+    from, and to encipher with for method 1), the session key and its twin; the next,
+    with the card's keys kept, only the session key and its twin."""
+    derived: list[bytes] = []
+    found: list[str] = []
+    derive, find = backend._derive_des2, Pkcs11Hsm._find
+
+    def counting_derive(*args: Any) -> Any:
+        derived.append(args[1])
+        return derive(*args)
+
+    def counting_find(hsm: Pkcs11Hsm, object_class: ObjectClass, label: str) -> Any:
+        found.append(label)
+        return find(hsm, object_class, label)
+
+    monkeypatch.setattr(backend, "_derive_des2", counting_derive)
+    monkeypatch.setattr(Pkcs11Hsm, "_find", counting_find)
+    mk = kd.derive_icc_mk_a(IMK, PAN, ICC.psn)
+    data = bytes(range(40))
+    method_1 = isinstance(arpc, ArpcMethod1)
+    counts = []
+    for atc in (b"\x00\x01", b"\x00\x02"):
+        session = session_of(atc)
+        if isinstance(session, CommonSession):
+            sk = kd.derive_common_sk(mk, session.r)
+        else:
+            sk = kd.derive_mastercard_sk(mk, session.atc, session.un)
+        arqc = ac.generate_ac(sk, data)
+        answer = stocked.verify_arqc_and_generate_arpc(
+            KeyPath("imk", ICC, session=session),
+            data,
+            "emv",
+            arqc,
+            arpc=arpc,
+            arpc_session=None if method_1 else session,
+        )
+        if isinstance(arpc, ArpcMethod1):
+            assert answer == ac.generate_arpc_1(mk, arqc, arpc.arc)
+        else:
+            assert answer == ac.generate_arpc_2(sk, arqc, arpc.csu)
+        counts.append(len(derived) - sum(counts))
+    assert found == ["imk"]
+    assert counts == [4 if method_1 else 3, 2]
+
+
+def test_a_master_key_destroyed_elsewhere_is_found_again(stocked: Pkcs11Hsm) -> None:
+    """Another process destroys the IMK and imports another under its label: the kept
+    handle turns invalid at its next use, the keys kept below it are destroyed."""
+    other_card = IccMaster("5413330089010434", b"\x00")
+    stocked.key_check_value(KeyPath("imk", ICC))
+    (imk,) = _session(stocked).get_objects(
+        {Attribute.LABEL: "imk", Attribute.CLASS: ObjectClass.SECRET_KEY}
+    )
+    imk.destroy()  # as another process would (same effect on this session's handle)
+    new_imk = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    stocked.import_key("imk", KeyKind.DES2, new_imk, des.kcv(new_imk))
+    for card in (other_card, ICC):
+        expected = des.kcv(kd.derive_icc_mk_a(new_imk, card.pan, card.psn))
+        assert stocked.key_check_value(KeyPath("imk", card)) == expected
 
 
 def test_the_envelope_is_ecw2_with_wrapped_keys(stocked: Pkcs11Hsm) -> None:
