@@ -96,9 +96,12 @@ class CommandApdu:
     le: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("cla", "ins", "p1", "p2"):
-            _check_byte(name, getattr(self, name))
-        object.__setattr__(self, "data", bytes(self.data))
+        header = (self.cla, self.ins, self.p1, self.p2)
+        if not 0 <= min(header) <= max(header) <= 0xFF:  # one test for the four, then which
+            for name, value in zip(("cla", "ins", "p1", "p2"), header, strict=True):
+                _check_byte(name, value)
+        if type(self.data) is not bytes:
+            object.__setattr__(self, "data", bytes(self.data))
         if len(self.data) > MAX_EXTENDED_NC:
             raise ApduError(f"data is {len(self.data)} bytes; at most {MAX_EXTENDED_NC} fit in Lc")
         if self.le is not None and not 1 <= self.le <= MAX_EXTENDED_NE:
@@ -122,8 +125,9 @@ class CommandApdu:
         Case 1 has a single form (the header). Asking for the short form of a
         command that does not fit raises :class:`ApduError`.
         """
-        use_extended = not self.fits_short if extended is None else extended
-        if not use_extended and not self.fits_short:
+        fits_short = self.fits_short
+        use_extended = not fits_short if extended is None else extended
+        if not use_extended and not fits_short:
             raise ApduError(
                 f"short form cannot carry Nc={len(self.data)} / Ne={self.le}"
                 f" (limits {MAX_SHORT_NC} / {MAX_SHORT_NE})"
@@ -226,7 +230,8 @@ class ResponseApdu:
     def __post_init__(self) -> None:
         _check_byte("sw1", self.sw1)
         _check_byte("sw2", self.sw2)
-        object.__setattr__(self, "data", bytes(self.data))
+        if type(self.data) is not bytes:
+            object.__setattr__(self, "data", bytes(self.data))
 
     @classmethod
     def parse(cls, raw: bytes | bytearray | memoryview) -> ResponseApdu:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 __all__ = [
     "Tlv",
@@ -36,6 +37,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_length",
+    "encode_primitive",
     "find",
     "find_all",
     "index",
@@ -49,6 +51,8 @@ __all__ = [
 MAX_TAG_BYTES = 4
 MAX_LENGTH_BYTES = 4
 MAX_DEPTH = 32
+_CONSTRUCTED = 0x20  # bit 6 of the first tag byte (Annex B1, Table 35)
+_CHECKED_TAGS = 1024  # well-formed tags remembered for the objects built in code
 _PADDING = (0x00, 0xFF)
 _PADDING_ZEROS_ONLY = (0x00,)
 
@@ -88,8 +92,11 @@ def parse_tag(text: str) -> int:
     return tag
 
 
-def _check_tag(tag: int) -> None:
-    """Reject ints that are not a well-formed tag (e.g. a first byte 00 or FF)."""
+@lru_cache(maxsize=_CHECKED_TAGS)
+def _checked_tag_bytes(tag: int) -> bytes:
+    """The encoding of a well-formed tag; ValueError for an int that is not one (e.g. a
+    first byte 00 or FF). Cached: every object built in code checks its tag, and a tap
+    builds a few dozen objects from a handful of tags."""
     raw = tag_bytes(tag)
     try:
         _, end = _read_tag(raw, 0, len(raw))
@@ -97,6 +104,7 @@ def _check_tag(tag: int) -> None:
         raise ValueError(f"{tag_hex(tag)} is not a valid tag: {err.problem}") from None
     if end != len(raw):
         raise ValueError(f"{tag_hex(tag)} is not a valid tag: it ends after {end} byte(s)")
+    return raw
 
 
 def read_tag(data: bytes, pos: int = 0) -> tuple[int, int]:
@@ -111,7 +119,7 @@ def read_tag(data: bytes, pos: int = 0) -> tuple[int, int]:
 
 def is_constructed(tag: int) -> bool:
     """Bit 6 of the first tag byte: the value is itself TLV (Annex B1, Table 35)."""
-    return bool(tag_bytes(tag)[0] & 0x20)
+    return bool(tag_bytes(tag)[0] & _CONSTRUCTED)
 
 
 def encode_length(length: int) -> bytes:
@@ -143,17 +151,14 @@ class Tlv:
 
     @classmethod
     def primitive(cls, tag: int, value: bytes) -> Tlv:
-        _check_tag(tag)
-        if is_constructed(tag):
-            raise ValueError(f"tag {tag_hex(tag)} is constructed; use Tlv.template")
+        _primitive_tag_bytes(tag)
         return cls(tag, bytes(value))
 
     @classmethod
     def template(cls, tag: int, *children: Tlv) -> Tlv:
-        _check_tag(tag)
-        if not is_constructed(tag):
+        if not _checked_tag_bytes(tag)[0] & _CONSTRUCTED:
             raise ValueError(f"tag {tag_hex(tag)} is primitive; use Tlv.primitive")
-        return cls(tag, encode(children), tuple(children))
+        return cls(tag, encode(children), children)
 
     @property
     def constructed(self) -> bool:
@@ -161,19 +166,39 @@ class Tlv:
 
     def to_bytes(self) -> bytes:
         """Tag, shortest length, value."""
-        return tag_bytes(self.tag) + encode_length(len(self.value)) + self.value
+        length = len(self.value)
+        if length < 0x80:  # the common one-byte length, inline
+            return tag_bytes(self.tag) + bytes((length,)) + self.value
+        return tag_bytes(self.tag) + encode_length(length) + self.value
 
     def walk(self) -> Iterator[tuple[int, Tlv]]:
         """This object and everything inside it, depth first, with nesting depth."""
-        yield 0, self
-        for child in self.children or ():
-            for depth, obj in child.walk():
-                yield depth + 1, obj
+        pending = [(0, self)]  # a stack: one generator however deep the templates go
+        while pending:
+            depth, obj = pending.pop()
+            yield depth, obj
+            if obj.children:
+                pending.extend((depth + 1, child) for child in reversed(obj.children))
+
+
+def _primitive_tag_bytes(tag: int) -> bytes:
+    """The encoding of a well-formed primitive tag; ValueError for any other int."""
+    raw = _checked_tag_bytes(tag)
+    if raw[0] & _CONSTRUCTED:
+        raise ValueError(f"tag {tag_hex(tag)} is constructed; use Tlv.template")
+    return raw
 
 
 def encode(objects: Iterable[Tlv]) -> bytes:
     """Concatenate the encodings of ``objects`` (no padding)."""
     return b"".join(obj.to_bytes() for obj in objects)
+
+
+def encode_primitive(tag: int, value: bytes) -> bytes:
+    """Tag, shortest length, value (Annex B1-B2): what ``Tlv.primitive(tag,
+    value).to_bytes()`` gives, without making the object (for data encoded and sent,
+    never read back, such as the ICC data for the host)."""
+    return _primitive_tag_bytes(tag) + encode_length(len(value)) + bytes(value)
 
 
 def decode(
@@ -216,63 +241,71 @@ def index(objects: Iterable[Tlv]) -> dict[int, bytes]:
 # --- decoding internals -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Decoder:
     """One decoding run over ``data``: the rules stay fixed, positions move."""
 
-    data: bytes
-    strict: bool
-    padding: tuple[int, ...]
+    __slots__ = ("data", "padding", "strict")
+
+    def __init__(self, data: bytes, strict: bool, padding: tuple[int, ...]) -> None:
+        self.data = data
+        self.strict = strict
+        self.padding = padding
 
     def sequence(self, start: int, end: int, depth: int) -> list[Tlv]:
-        """The objects between ``start`` and ``end``, skipping padding."""
-        data, padding, one = self.data, self.padding, self.one
+        """The objects between ``start`` and ``end``, skipping padding.
+
+        Each object is read inline (a tap decodes about a hundred): the tag, its
+        length, its value and, for a template, its children by recursion. A malformed
+        object ends the sequence: an error in strict mode, else the bytes from there
+        on are dropped."""
+        data, padding, strict = self.data, self.padding, self.strict
         objects: list[Tlv] = []
         append = objects.append
         pos = start
         while pos < end:
-            if data[pos] in padding:
+            first = data[pos]
+            if first in padding:
                 pos += 1
                 continue
+            tag_start = pos
             try:
-                obj, pos = one(pos, end, depth)
+                if first & 0x1F != 0x1F:  # one-byte tag, inline
+                    tag, pos = first, pos + 1
+                elif pos + 1 < end and 0 < data[pos + 1] < 0x80:  # two-byte tag, inline
+                    tag, pos = (first << 8) | data[pos + 1], pos + 2
+                else:
+                    tag, pos = _read_tag(data, pos, end)
+                if pos < end and data[pos] < 0x80:  # the common one-byte length, inline
+                    length, pos = data[pos], pos + 1
+                else:
+                    length, pos = _read_length(data, pos, end, tag)
+                value_end = pos + length
+                if value_end > end:
+                    if strict:
+                        problem = f"declares length {length} but only {end - pos} byte(s) remain"
+                        raise TlvError(tag_start, f"tag {tag_hex(tag)} {problem}")
+                    value_end = end
+                children: tuple[Tlv, ...] | None = None
+                if first & _CONSTRUCTED:
+                    children = self.template(tag, tag_start, pos, value_end, depth)
             except TlvError:
-                if self.strict:
+                if strict:
                     raise
                 break  # lenient: trailing bytes that are not an object are dropped
-            append(obj)
+            append(Tlv(tag, data[pos:value_end], children, tag_start))
+            pos = value_end
         return objects
 
-    def one(self, pos: int, end: int, depth: int) -> tuple[Tlv, int]:
-        """The object starting at ``pos`` and the offset after it."""
-        data = self.data
-        tag_start = pos
-        first = data[pos]
-        if first & 0x1F != 0x1F:  # one-byte tag, inline
-            tag, pos = first, pos + 1
-        elif pos + 1 < end and 0 < data[pos + 1] < 0x80:  # two-byte tag, inline
-            tag, pos = (first << 8) | data[pos + 1], pos + 2
-        else:
-            tag, pos = _read_tag(data, pos, end)
-        if pos < end and data[pos] < 0x80:  # the common one-byte length, inline
-            length, pos = data[pos], pos + 1
-        else:
-            length, pos = _read_length(data, pos, end, tag)
-        value_end = pos + length
-        if value_end > end:
-            if self.strict:
-                problem = f"declares length {length} but only {end - pos} byte(s) remain"
-                raise TlvError(tag_start, f"tag {tag_hex(tag)} {problem}")
-            value_end = end
-        children: tuple[Tlv, ...] | None = None
-        if first & 0x20:
-            if depth >= MAX_DEPTH:
-                raise TlvError(tag_start, f"templates nested more than {MAX_DEPTH} deep")
-            try:
-                children = tuple(self.sequence(pos, value_end, depth + 1))
-            except TlvError as err:
-                raise TlvError(err.offset, f"{err.problem} (in template {tag_hex(tag)})") from None
-        return Tlv(tag, data[pos:value_end], children, tag_start), value_end
+    def template(
+        self, tag: int, tag_start: int, start: int, end: int, depth: int
+    ) -> tuple[Tlv, ...]:
+        """The children of the template ``tag`` (at ``tag_start``); errors inside name it."""
+        if depth >= MAX_DEPTH:
+            raise TlvError(tag_start, f"templates nested more than {MAX_DEPTH} deep")
+        try:
+            return tuple(self.sequence(start, end, depth + 1))
+        except TlvError as err:
+            raise TlvError(err.offset, f"{err.problem} (in template {tag_hex(tag)})") from None
 
 
 def _read_tag(data: bytes, pos: int, end: int) -> tuple[int, int]:

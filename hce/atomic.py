@@ -1,8 +1,9 @@
 """Replacing a file so that a crash leaves the old one or the new one, never a torn one.
 
-The HSM's key file and the phone's wallet file both depend on it: a temporary file
-beside the target (created 0600), written and fsynced, renamed over the target,
-then the directory fsynced so the rename itself survives a power cut.
+The HSM's key file and the phone's wallet file depend on it, and so does a plastic
+card's counter file when it is made (:class:`hce.card.keys.FileCounterStore`): a
+temporary file beside the target (created 0600), written and fsynced, renamed over
+the target, then the directory fsynced so the rename itself survives a power cut.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ for a vpcd reader, or in an NFC field.
 The card is built for PROFILE as :class:`scenarios.tap.TapEnvironment` builds it:
 
 * a **plastic** profile: a :class:`hce.card.SoftIssuer` (keys made now) and its
-  counters in ``--state DIR`` (``counters.json``, :class:`hce.card.FileCounterStore`),
+  counters in ``--state DIR`` (``counters.bin``, :class:`hce.card.FileCounterStore`),
   so the ATC keeps counting across restarts;
 * an **HCE** profile: an in-process token server and a provisioned wallet, in a new
   directory ``hce-N`` under the state directory (the phone is given keys again
@@ -175,7 +175,7 @@ def build_card(profile_name: str, state: Path) -> ServedCard:
     if profile.key_mode == "plastic":
         issuer = SoftIssuer()
         image = personalise(profile, issuer.signer(profile))
-        counters = FileCounterStore(state / "counters.json")
+        counters = FileCounterStore(state / "counters.bin")
         card = Card(image, issuer.plastic_keys(profile, counters))
         oda_done = any(app.oda.enabled for app in profile.applications)
         ca_key = issuer.ca_public_key(profile) if oda_done else None

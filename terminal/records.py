@@ -19,7 +19,7 @@ The kernels call :func:`parse_afl` and :func:`read_records`; errors are
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from emv import apdu, tlv
@@ -68,15 +68,18 @@ class Records:
     read: list[tuple[int, int]] = field(default_factory=list)
 
 
-def store_objects(objects: MutableMapping[int, bytes], found: list[tlv.Tlv], where: str) -> None:
-    """Add the primitive objects of ``found`` (walking templates) to ``objects``; a
-    primitive object the card already gave is a :class:`CardDataError` (Book 3 §10.2)."""
-    for top in found:
-        for _, obj in top.walk():
-            if obj.children is not None:
-                continue
-            if obj.tag in objects:
-                raise CardDataError(f"{where}: tag {tlv.tag_hex(obj.tag)} given twice")
+def store_objects(
+    objects: MutableMapping[int, bytes], found: Sequence[tlv.Tlv], where: str
+) -> None:
+    """Add the primitive objects of ``found`` (inside templates too, depth first) to
+    ``objects``; a primitive object the card already gave is a :class:`CardDataError`
+    (Book 3 §10.2)."""
+    for obj in found:
+        if obj.children is not None:
+            store_objects(objects, obj.children, where)
+        elif obj.tag in objects:
+            raise CardDataError(f"{where}: tag {tlv.tag_hex(obj.tag)} given twice")
+        else:
             objects[obj.tag] = obj.value
 
 
@@ -98,9 +101,7 @@ def read_records(
             is_template = len(decoded) == 1 and decoded[0].tag == RECORD_TEMPLATE
             if entry.sfi <= 10 and not is_template:
                 raise CardDataError(f"{where}: not a record template '70'")
-            store_objects(
-                objects, list(decoded[0].children or ()) if is_template else decoded, where
-            )
+            store_objects(objects, decoded[0].children or () if is_template else decoded, where)
             records.read.append((entry.sfi, number))
             if number - entry.first < entry.oda_records:
                 records.static_data += decoded[0].value if entry.sfi <= 10 else answer.data

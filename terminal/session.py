@@ -43,14 +43,14 @@ class CardSession:
         self.commands = 0
 
     def exchange(self, command: CommandApdu) -> ResponseApdu:
-        """Send ``command`` and return the parsed response (any status word)."""
-        step = command_name(command)
+        """Send ``command`` and return the parsed response (any status word). The
+        exceptions name the command (:func:`emv.apdu.command_name`)."""
         self.commands += 1
         try:
             raw = self.link.transceive(command.to_bytes())
         except LinkError as err:
-            raise CardLost(step, str(err) or type(err).__name__) from None
+            raise CardLost(command_name(command), str(err) or type(err).__name__) from None
         try:
             return ResponseApdu.parse(raw)
         except ApduError as err:
-            raise CardDataError(f"{step}: response {err}") from None
+            raise CardDataError(f"{command_name(command)}: response {err}") from None

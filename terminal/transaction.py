@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 
-from emv.tlv import Tlv
+from emv.tlv import encode_primitive
 
 __all__ = ["Transaction", "TransactionType", "bcd_amount", "encode_data", "terminal_data"]
 
@@ -77,4 +77,4 @@ def terminal_data(transaction: Transaction, constants: dict[int, bytes]) -> dict
 
 def encode_data(values: dict[int, bytes], tags: tuple[int, ...]) -> bytes:
     """The data objects ``tags`` (those present) as BER-TLV, in that order."""
-    return b"".join(Tlv.primitive(tag, values[tag]).to_bytes() for tag in tags if tag in values)
+    return b"".join(encode_primitive(tag, values[tag]) for tag in tags if tag in values)

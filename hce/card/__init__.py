@@ -31,11 +31,11 @@ Plugging in a second brand's applet (e.g. Mastercard M/Chip):
    :mod:`hce.card.profile`: which profiles it accepts;
 2. a subclass of :class:`hce.card.applet.Applet` with ``__init__(self, image:
    AppImage, keys: CardKeys)``; it extends ``handlers(self) -> Mapping[int,
-   Handler]`` with its commands (``Handler(cla, handle)``, ``handle(command:
-   CommandApdu) -> bytes`` returning the response data or raising
-   ``StatusError(sw)``), ``reset(self) -> None`` with its transaction state (it
-   sets ``self.processing = True`` once READ RECORD may run) and
-   ``data_object(self, tag: int) -> bytes | None`` with what GET DATA serves;
+   Handler]`` (which the card reads once, when it is made) with its commands
+   (``Handler(cla, handle)``, ``handle(command: CommandApdu) -> bytes`` returning
+   the response data or raising ``StatusError(sw)``), ``reset(self) -> None`` with
+   its transaction state (it sets ``self.processing = True`` once READ RECORD may
+   run) and ``data_object(self, tag: int) -> bytes | None`` with what GET DATA serves;
 3. an entry ``"mastercard": MastercardApplet`` (an ``AppletFactory``) in the
    ``APPLETS`` table of :mod:`hce.card.card`, or ``Card(image, keys, applets=...)``.
 

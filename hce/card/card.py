@@ -76,6 +76,8 @@ class Card:
         self.image = image
         self.keys = keys
         self.applets: tuple[Applet, ...] = tuple(factory(app, keys) for app in image.applications)
+        self._handlers = {applet: applet.handlers() for applet in self.applets}
+        """Each applet's INS -> handler table, read once (an applet's commands do not change)."""
         self.selected: Applet | None = None
         self.powered = False
 
@@ -120,7 +122,7 @@ class Card:
         if self.selected is None:
             require(command.ins in INS_NAMES, SW_INS_NOT_SUPPORTED)
             raise StatusError(SW_CONDITIONS_NOT_SATISFIED)
-        handler = self.selected.handlers().get(command.ins)
+        handler = self._handlers[self.selected].get(command.ins)
         if handler is None:
             raise StatusError(SW_INS_NOT_SUPPORTED)
         require(command.cla == handler.cla, SW_CLA_NOT_SUPPORTED)

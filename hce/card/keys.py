@@ -16,16 +16,20 @@ Both answer :attr:`atc` (the last ATC used, for GET DATA) and
 
 from __future__ import annotations
 
-import json
+import os
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from hce.atomic import replace_atomically
 from hce.wallet import KeyFamily, LukGrant, SukGrant, Wallet
 
 __all__ = [
     "MAX_ATC",
+    "RECORD_SIZE",
+    "SLOT_OFFSETS",
     "CardKeys",
     "CounterError",
     "CounterStore",
@@ -74,9 +78,94 @@ class MemoryCounterStore:
         self._counters = counters
 
 
+SLOT_OFFSETS = (0, 4096)
+"""Where the two slots of a counter file start: 4 KiB apart, each in its own block."""
+_MAGIC = b"ETC1"
+_BODY = struct.Struct(">4sQQQQ")  # magic, sequence, ATC, offline count, offline amount
+_CRC = struct.Struct(">I")
+RECORD_SIZE = _BODY.size + _CRC.size
+"""The bytes of one counter record: 36 of data and a CRC-32."""
+
+
+class _Slot(NamedTuple):
+    """A valid record: where it is, its sequence number, its counters."""
+
+    offset: int
+    sequence: int
+    counters: Counters
+
+
+class _BadSlot(Exception):
+    """A slot that holds no valid record; the message says why."""
+
+
+def _sequence(slot: _Slot) -> int:
+    return slot.sequence
+
+
+def _record(sequence: int, counters: Counters) -> bytes:
+    """One slot's bytes: the record and its CRC-32."""
+    try:
+        body = _BODY.pack(
+            _MAGIC, sequence, counters.atc, counters.offline_count, counters.offline_amount
+        )
+    except struct.error:
+        raise CounterError(f"{counters} do not fit a counter record (8 bytes each)") from None
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _parse_slot(offset: int, raw: bytes) -> _Slot:
+    """The record read at ``offset`` (up to :data:`RECORD_SIZE` bytes), or :class:`_BadSlot`."""
+    if not raw:
+        raise _BadSlot("missing (the file ends before it)")
+    if len(raw) < RECORD_SIZE:
+        raise _BadSlot(f"short: {len(raw)} of {RECORD_SIZE} bytes")
+    body = raw[: _BODY.size]
+    magic, sequence, atc, offline_count, offline_amount = _BODY.unpack(body)
+    if magic != _MAGIC:
+        raise _BadSlot(f"not a counter record (it starts {magic.hex().upper()})")
+    if _CRC.unpack_from(raw, _BODY.size)[0] != zlib.crc32(body):
+        raise _BadSlot("CRC-32 mismatch (a torn or damaged record)")
+    return _Slot(offset, sequence, Counters(atc, offline_count, offline_amount))
+
+
+def _read_slots(fd: int) -> tuple[list[_Slot], list[str]]:
+    """The valid records of the file open as ``fd`` (read at once: one system call), and
+    what is wrong with the other slots."""
+    content = os.pread(fd, SLOT_OFFSETS[-1] + RECORD_SIZE, 0)
+    slots: list[_Slot] = []
+    problems: list[str] = []
+    for offset in SLOT_OFFSETS:
+        try:
+            slots.append(_parse_slot(offset, content[offset : offset + RECORD_SIZE]))
+        except _BadSlot as bad:
+            problems.append(f"slot at offset {offset}: {bad}")
+    return slots, problems
+
+
 class FileCounterStore:
-    """Counters in a small JSON file, replaced atomically (:func:`hce.atomic.replace_atomically`):
-    a crash leaves the old counters or the new ones, never a reused ATC."""
+    """Counters in a file of two fixed-size record slots: a save is one write and one
+    ``fdatasync``, and a crash at any point leaves the counters of the last completed
+    save, or the ones before it; never a reused ATC.
+
+    The file (all numbers big-endian) has two slots (:data:`SLOT_OFFSETS`), each in its
+    own 4 KiB block so that tearing one cannot touch the other. A slot holds one record
+    of :data:`RECORD_SIZE` bytes: the magic ``ETC1``, a sequence number, the ATC, the
+    offline count and the offline amount (8 bytes each), then the CRC-32 of those 36
+    bytes (4 bytes).
+
+    * :meth:`load` takes the valid record with the highest sequence number. A slot
+      that is missing, short, not a record or fails its CRC does not count (a save torn
+      by a crash leaves its slot so); a file with no valid record is a
+      :class:`CounterError` that names the file and, for each slot, its offset and
+      what is wrong. No file at all: the counters of a new card.
+    * :meth:`save` writes the next sequence number into the slot that does not hold the
+      newest valid record (``pwrite``, then ``fdatasync``) and returns only then, so a
+      cryptogram never leaves the card before its ATC is on disk. A torn save leaves
+      the newest record standing, and the ATC the torn save was writing never left the
+      card. The first save makes the file whole through
+      :func:`hce.atomic.replace_atomically`, so a new file is never torn either.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -85,21 +174,43 @@ class FileCounterStore:
         return f"FileCounterStore({self.path})"
 
     def load(self) -> Counters:
-        if not self.path.exists():
-            return Counters()
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            return Counters(int(raw["atc"]), int(raw["offline_count"]), int(raw["offline_amount"]))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return Counters()
+        except OSError as err:
             raise CounterError(f"counter file {self.path} is unreadable: {err}") from None
+        try:
+            slots, problems = _read_slots(fd)
+        except OSError as err:
+            raise CounterError(f"counter file {self.path} is unreadable: {err}") from None
+        finally:
+            os.close(fd)
+        if not slots:
+            raise CounterError(
+                f"counter file {self.path} holds no valid record: {'; '.join(problems)}"
+            )
+        return max(slots, key=_sequence).counters
 
     def save(self, counters: Counters) -> None:
-        data = {
-            "atc": counters.atc,
-            "offline_count": counters.offline_count,
-            "offline_amount": counters.offline_amount,
-        }
-        replace_atomically(self.path, json.dumps(data).encode("utf-8"))
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            replace_atomically(self.path, _record(1, counters))
+            return
+        try:
+            newest = max(_read_slots(fd)[0], key=_sequence, default=None)
+            if newest is None:
+                offset, sequence = SLOT_OFFSETS[0], 1
+            else:
+                offset = SLOT_OFFSETS[1] if newest.offset == SLOT_OFFSETS[0] else SLOT_OFFSETS[0]
+                sequence = newest.sequence + 1
+            record = _record(sequence, counters)
+            if os.pwrite(fd, record, offset) != len(record):
+                raise CounterError(f"counter file {self.path}: short write at offset {offset}")
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
 
 class CardKeys(Protocol):

@@ -131,9 +131,8 @@ class VisaApplet(Applet):
         amount = amount_authorised(values.get(0x9F02, bytes(6)))
         kind = self._decide(ttq, amount)
         ctq = self._ctq(ttq, amount, kind)
-        data = cryptogram_data(values, self.image.profile.aip, bytes(2))
         try:
-            atc, iad, cryptogram = self._cryptogram(kind, data, amount, ttq)
+            atc, iad, cryptogram = self._cryptogram(kind, values, amount, ttq)
         except (WalletError, CounterError):
             raise StatusError(SW_CONDITIONS_NOT_SATISFIED) from None
         self.processing = True
@@ -195,11 +194,12 @@ class VisaApplet(Applet):
     def _cryptogram(
         self,
         kind: CryptogramType,
-        data: ac.CryptogramData,
+        values: Mapping[int, bytes],
         amount: int,
         ttq: TTQ,
     ) -> tuple[bytes, bytes, bytes]:
-        """ATC (persisted first), IAD and application cryptogram for this key mode."""
+        """ATC (persisted first), IAD and application cryptogram for this key mode, over
+        the Table 26 data of the PDOL ``values`` with that ATC."""
         app = self.image.profile
         if isinstance(self.keys, PlasticKeys):
             velocity_exceeded = self._velocity_exceeded(amount)
@@ -210,11 +210,12 @@ class VisaApplet(Applet):
             )
             iad = visa_iad(app.cryptogram_version, app.dki, cvr)
             session_key = kd.derive_common_sk(self.keys.mk_ac, atc + bytes(6))
-            data = replace(data, atc=atc)
+            data = cryptogram_data(values, app.aip, atc)
             return atc, iad, ac.generate_ac(session_key, ac.visa_cvn18_input(data, iad))
         if isinstance(self.keys, HceKeys):
             grant = self.keys.take_luk(amount)
-            cryptogram = grant.cryptogram(replace(data, atc=grant.atc), _cbp_cvr(self.keys))
+            data = cryptogram_data(values, app.aip, grant.atc)
+            cryptogram = grant.cryptogram(data, _cbp_cvr(self.keys))
             return grant.atc, cryptogram.iad, cryptogram.arqc
         raise TypeError(f"no Visa cryptogram for keys of type {type(self.keys).__name__}")
 

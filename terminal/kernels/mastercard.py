@@ -474,7 +474,7 @@ def _gpo_answer(tx: _Tx, answer: ResponseApdu) -> tuple[AIP, bytes]:
         raise tx.end("GET PROCESSING OPTIONS: not one response template")
     top = found[0]
     if top.tag == 0x77 and top.children is not None:
-        store_objects(tx.card, list(top.children), "GET PROCESSING OPTIONS")
+        store_objects(tx.card, top.children, "GET PROCESSING OPTIONS")
     elif top.tag == 0x80 and len(top.value) >= 6 and (len(top.value) - 2) % 4 == 0:
         tx.card[0x82], tx.card[0x94] = top.value[:2], top.value[2:]
     else:
@@ -971,7 +971,7 @@ def _ccc_answer(tx: _Tx, answer: ResponseApdu) -> dict[int, bytes]:
     if len(found) != 1 or found[0].tag != 0x77 or found[0].children is None:
         raise tx.end("COMPUTE CRYPTOGRAPHIC CHECKSUM: not one response template (77)")
     objects: dict[int, bytes] = {}
-    store_objects(objects, list(found[0].children), "COMPUTE CRYPTOGRAPHIC CHECKSUM")
+    store_objects(objects, found[0].children, "COMPUTE CRYPTOGRAPHIC CHECKSUM")
     atc = objects.get(0x9F36, b"")
     if len(atc) != 2:
         raise tx.end("COMPUTE CRYPTOGRAPHIC CHECKSUM: ATC (9F36) missing")

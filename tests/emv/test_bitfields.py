@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import pytest
@@ -349,3 +349,26 @@ def test_value_equality_and_keyword_construction() -> None:
     assert TSI().to_bytes() == AUC().to_bytes()
     assert TSI() != AUC()  # type: ignore[comparison-overlap]  # different data objects
     assert len({TVR(cda_failed=True), TVR.from_bytes(bytes.fromhex("0400000000"))}) == 1
+
+
+def test_keyword_construction_takes_only_the_fields_by_name() -> None:
+    with pytest.raises(
+        TypeError, match=r"TVR.__init__\(\) got an unexpected keyword argument 'cda'"
+    ):
+        TVR(cda=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional argument"):
+        TVR(True)  # type: ignore[call-arg]
+    assert TVR(cda_failed=True, rfu=0).cda_failed
+    assert TVR(cda_failed=True).dda_failed is False  # the others keep their defaults
+    both = TVR.from_bytes(bytes.fromhex("0C00000000"))
+    assert replace(TVR(cda_failed=True), dda_failed=True) == both
+    with pytest.raises(BitfieldError, match="dda_failed must be a bool, got 1"):
+        replace(TVR(), dda_failed=1)  # type: ignore[arg-type]  # replace() checks too
+
+
+@pytest.mark.parametrize("cls", BITMAPS, ids=lambda cls: cls.__name__)
+def test_a_bitmap_built_with_every_field_equals_its_decoding(cls: Any) -> None:
+    raw = bytes(range(0x5A, 0x5A + LENGTHS[cls]))
+    value = cls.from_bytes(raw)
+    assert cls(**{f.name: getattr(value, f.name) for f in fields(cls)}) == value
+    assert vars(cls(**asdict(value))) == vars(value)

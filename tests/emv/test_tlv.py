@@ -31,6 +31,14 @@ def test_decodes_nested_templates_with_offsets() -> None:
     assert proprietary.tag == 0xA5
 
 
+def test_decoding_the_same_bytes_again_gives_equal_objects_in_a_new_list() -> None:
+    first = tlv.decode(PPSE_FCI)
+    first.append(Tlv.primitive(0x5A, b"\x12"))  # the caller's list is the caller's own
+    again = tlv.decode(bytearray(PPSE_FCI))
+    assert again == tlv.decode(PPSE_FCI, strict=False) == first[:1]
+    assert len(again) == 1 and again is not first
+
+
 def test_multi_byte_tags_and_long_lengths() -> None:
     value = bytes(range(256)) * 2
     encoded = bytes.fromhex("DF8101820200") + value
@@ -147,6 +155,10 @@ def test_tag_helpers() -> None:
     for invalid in (0x9F8101FF, 0x9F0201, 0x1F):
         with pytest.raises(ValueError, match="not a valid tag"):
             Tlv.primitive(invalid, b"")
+        with pytest.raises(ValueError, match="not a valid tag"):
+            tlv.encode_primitive(invalid, b"")
+    with pytest.raises(ValueError, match="constructed"):
+        tlv.encode_primitive(0x70, b"")
 
 
 # --- properties ----------------------------------------------------------------------------
@@ -189,6 +201,30 @@ def test_encode_decode_round_trip(objects: list[Tlv]) -> None:
     assert tlv.decode(data) == objects
     assert tlv.decode(data, strict=False) == objects
     assert tlv.encode(tlv.decode(data)) == data
+
+
+@given(_tags(constructed=False), st.binary(max_size=300))
+def test_encode_primitive_is_the_primitive_objects_encoding(tag: int, value: bytes) -> None:
+    assert tlv.encode_primitive(tag, value) == Tlv.primitive(tag, value).to_bytes()
+
+
+def _depth_first(obj: Tlv, depth: int = 0) -> list[tuple[int, Tlv]]:
+    """The order walk() promises, written the plain recursive way."""
+    found = [(depth, obj)]
+    for child in obj.children or ():
+        found += _depth_first(child, depth + 1)
+    return found
+
+
+@given(_objects())
+def test_walk_is_depth_first_with_the_nesting_depth(objects: list[Tlv]) -> None:
+    for top in objects:
+        walked = list(top.walk())
+        expected = _depth_first(top)
+        assert [d for d, _ in walked] == [d for d, _ in expected]
+        assert all(a is b for (_, a), (_, b) in zip(walked, expected, strict=True))
+    everything = [obj for top in objects for _, obj in _depth_first(top)]
+    assert list(tlv.find_all(objects, 0x9F10)) == [o for o in everything if o.tag == 0x9F10]
 
 
 @given(_objects(), st.lists(st.sampled_from([b"\x00", b"\xff"]), max_size=3))

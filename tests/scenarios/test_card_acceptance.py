@@ -498,7 +498,7 @@ def _template_or_empty(data: bytes) -> dict[int, bytes]:
 @pytest.mark.parametrize("profile", PLASTIC, ids=_ids(PLASTIC))
 def test_plastic_power_off_after_any_command(profile: CardProfile, tmp_path: Path) -> None:
     plastic = plastic_card(profile)
-    counters = tmp_path / "counters.json"
+    counters = tmp_path / "counters.bin"
     recorder = Terminal(plastic.image_card(FileCounterStore(counters)))
     recorder.tap()
     script = recorder.commands

@@ -115,7 +115,7 @@ def test_a_whole_tap_across_the_process_boundary(
     code, _out, err = _stop(served, signal.SIGINT)
     assert code == 0, err
     assert "Traceback" not in err
-    assert (tmp_path / "state" / "counters.json").is_file()
+    assert (tmp_path / "state" / "counters.bin").is_file()
 
 
 def test_the_card_comes_back_after_the_reader_drops_it(

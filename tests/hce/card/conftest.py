@@ -115,7 +115,7 @@ def hce_profile() -> CardProfile:
 
 @pytest.fixture
 def counter_file(tmp_path: Path) -> Path:
-    return tmp_path / "counters.json"
+    return tmp_path / "counters"
 
 
 @pytest.fixture
