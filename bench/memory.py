@@ -1,10 +1,11 @@
 """Memory (``python -m bench --only memory [--taps N] [--auths M]``), each figure from a
 child process of its own, once (memory does not need medians):
 
-* **emvtap run over N taps**: ``emvtap run FILE -q`` on one generated scenario of N
-  online taps of the Visa plastic card (Kernel 3, fDDA, token server in process, each
-  expected Approved), its peak RSS (``ru_maxrss`` of the child, from ``wait4``); then
-  the same with N/4 taps. Flat when N's peak is within :data:`FLAT` of N/4's.
+* **emvtap run over N taps**: ``emvtap run FILE -q`` on one generated scenario of one
+  tap repeated N times (``repeat: N``): N online taps of the Visa plastic card
+  (Kernel 3, fDDA, token server in process, each expected Approved), its peak RSS
+  (``ru_maxrss`` of the child, from ``wait4``); then the same with N/4 taps. Flat
+  when N's peak is within :data:`FLAT` of N/4's.
 * **the token server over M authorisations**: ``python -m bench.memory server M`` (this
   module's child): a token server (soft HSM, SQLite, :class:`bench.host.TokenServer`)
   authorises M Visa CVN 18 ARQCs of plastic cards (a card every 60,000: an ATC is two
@@ -36,14 +37,16 @@ ATCS_PER_CARD = 60_000
 
 
 def scenario_text(taps: int) -> str:
-    """One scenario of ``taps`` approved online taps of the Visa plastic card."""
-    tap = '  - amount: "12.34"\n    expect: {outcome: Approved, online: true}\n'
+    """One scenario of ``taps`` approved online taps of the Visa plastic card: one tap
+    with ``repeat`` (a soak test; the file's size does not grow with ``taps``)."""
     return (
         "id: bench-memory\n"
         f"title: {taps} online taps of one Visa plastic card\n"
         "requirement: none (python -m bench --only memory)\n"
         "card: visa_qvsdc_plastic\n"
-        "taps:\n" + tap * taps
+        "taps:\n"
+        f'  - amount: "12.34"\n    repeat: {taps}\n'
+        "    expect: {outcome: Approved, online: true}\n"
     )
 
 

@@ -14,9 +14,12 @@ scaling,runner``).
   out), in taps per second, the taps counted from the results; ``-j 1`` and ``-j 2``
   alternate, :data:`RUNNER_RUNS` times at most (a run takes seconds), and every
   scenario must pass. Then where one scenario's time goes: a cProfile of the first
-  :data:`PROFILED` scenarios of the Kernel 3 pack, split into building the environment
-  (of which RSA key generation), the taps with their checks, and closing; its own-time
-  leaders are the note under the table.
+  :data:`PROFILED` scenarios of the Kernel 3 pack, their keys from the process's key
+  pool as in a run, split into building the environment, the RSA private-key
+  operations (certificates and signed taps), the taps with their checks, and closing;
+  its own-time leaders are the note under the table. Once with ``--fresh-keys`` (every
+  scenario makes its five RSA keys), and a soak: one scenario of :data:`SOAK_TAPS` taps
+  (``repeat``), only failing taps kept, as ``emvtap run -q`` does.
 """
 
 from __future__ import annotations
@@ -25,14 +28,19 @@ import cProfile
 import multiprocessing
 import pstats
 import queue
+import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import links
 from bench.rows import Row, reading, spread, with_target
+
+if TYPE_CHECKING:
+    from scenarios.model import Scenario
+    from scenarios.runner import Keep
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUND_SECONDS = 0.5  # each worker's tapping in a round
@@ -41,6 +49,7 @@ SCALING_TARGET = 1.8
 PACKS = ("kernel3", "kernel2")
 RUNNER_RUNS = 3
 RUNNER_TARGET = 400.0  # taps/s on one core
+SOAK_TAPS = 1_000
 PROFILED = 10
 
 
@@ -138,24 +147,18 @@ def _rounds(profile: str, repeat: int) -> tuple[list[float], list[float]]:
 
 
 def runner(repeat: int) -> list[Row]:
-    """``emvtap run`` over the packs with -j 1 and -j 2 (module docstring), and the cost
-    split of one scenario."""
+    """``emvtap run`` over the packs with -j 1 and -j 2 and with fresh keys, a soak
+    scenario, and the cost split of one scenario (module docstring)."""
     from scenarios.loader import load_paths  # noqa: PLC0415  (scenarios wires everything)
-    from scenarios.runner import run  # noqa: PLC0415
 
     paths = [ROOT / "scenarios" / "packs" / pack for pack in PACKS]
     rates: dict[int, list[float]] = {1: [], 2: []}
     counts = (0, 0)
     for _ in range(min(repeat, RUNNER_RUNS)):
         for jobs, kept in rates.items():
-            start = time.perf_counter()
-            results = run(load_paths(paths), jobs=jobs)
-            seconds = time.perf_counter() - start
-            failed = [r.scenario.id for r in results if r.verdict != "passed"]
-            if failed:
-                raise RuntimeError(f"emvtap run -j {jobs}: did not pass: {', '.join(failed)}")
-            counts = (len(results), sum(len(r.taps) for r in results))
-            kept.append(counts[1] / seconds)
+            counts, rate = _run_rate(load_paths(paths), jobs=jobs)
+            kept.append(rate)
+    _, fresh = _run_rate(load_paths(paths), jobs=1, fresh_keys=True)
     name = "emvtap run, Kernel 3 + Kernel 2 packs ({} scenarios, {} taps)".format(*counts)
     return [
         with_target(spread(f"{name}, -j 1", "taps/s", rates[1]), ">=", RUNNER_TARGET),
@@ -169,8 +172,46 @@ def runner(repeat: int) -> list[Row]:
             ">=",
             SCALING_TARGET,
         ),
+        reading(f"{name}, -j 1 --fresh-keys (one run)", "taps/s", fresh),
+        *soak(repeat),
         *cost_split(),
     ]
+
+
+def _run_rate(
+    scenarios: list[Scenario], *, jobs: int, fresh_keys: bool = False, keep: Keep = "all"
+) -> tuple[tuple[int, int], float]:
+    """(scenarios, taps) of one :func:`scenarios.runner.run`, and its taps per second;
+    every scenario must pass."""
+    from scenarios.runner import run  # noqa: PLC0415
+
+    start = time.perf_counter()
+    results = run(scenarios, jobs=jobs, fresh_keys=fresh_keys, keep=keep)
+    seconds = time.perf_counter() - start
+    failed = [r.scenario.id for r in results if r.verdict != "passed"]
+    if failed:
+        raise RuntimeError(f"emvtap run -j {jobs}: did not pass: {', '.join(failed)}")
+    taps = sum(r.taps_made for r in results)
+    return (len(results), taps), taps / seconds
+
+
+def soak(repeat: int) -> list[Row]:
+    """One scenario of :data:`SOAK_TAPS` approved online taps (``repeat``) of the Visa
+    plastic card, run as ``emvtap run -q`` does (only failing taps kept): the runner's
+    rate once its environment is built."""
+    from bench.memory import scenario_text  # noqa: PLC0415
+    from scenarios.loader import load_file  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="emvtap-bench-") as folder:
+        file = Path(folder) / "soak.yaml"
+        file.write_text(scenario_text(SOAK_TAPS), encoding="utf-8")
+        scenarios = load_file(file)
+        rates = [
+            _run_rate(scenarios, jobs=1, keep="failures")[1]
+            for _ in range(min(repeat, RUNNER_RUNS))
+        ]
+    name = f"emvtap run, one scenario of {SOAK_TAPS:,} online taps (repeat), -j 1"
+    return [with_target(spread(name, "taps/s", rates), ">=", RUNNER_TARGET)]
 
 
 def _key(function: Callable[..., Any]) -> tuple[str, int, str]:
@@ -185,24 +226,30 @@ def cost_split() -> list[Row]:
     total, with the runner's rate)."""
     from emv.crypto import oda  # noqa: PLC0415
     from scenarios import runner as scenario_runner  # noqa: PLC0415
+    from scenarios.keypool import process_pool  # noqa: PLC0415
     from scenarios.loader import load_paths  # noqa: PLC0415
     from scenarios.tap import TapEnvironment  # noqa: PLC0415
 
     scenarios = load_paths([ROOT / "scenarios" / "packs" / PACKS[0]])[:PROFILED]
+    keys = process_pool()
+    for scenario in scenarios:  # the pool's keys made before the profile, as in a run
+        scenario_runner.run_scenario(scenario, keys=keys)
     profile = cProfile.Profile()
-    results = [profile.runcall(scenario_runner.run_scenario, scenario) for scenario in scenarios]
+    results = [
+        profile.runcall(scenario_runner.run_scenario, scenario, keys=keys) for scenario in scenarios
+    ]
     stats = pstats.Stats(profile)
     table: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
     parts = {
         "whole scenario (run_scenario)": scenario_runner.run_scenario,
         "environment build (TapEnvironment.from_scenario)": TapEnvironment.from_scenario.__func__,  # type: ignore[attr-defined]
-        "of which RSA key generation (oda.generate_rsa_key)": oda.generate_rsa_key,
+        "RSA private-key operations, build and taps (oda.rsa_sign)": oda.rsa_sign,
         "taps, run and checked (runner._run_tap)": scenario_runner._run_tap,
         "closing (TapEnvironment.close)": TapEnvironment.close,
     }
     each = len(scenarios)
     spent = {part: table.get(_key(f), (0, 0, 0, 0.0))[3] * 1000 / each for part, f in parts.items()}
-    taps = sum(len(r.taps) for r in results)
+    taps = sum(r.taps_made for r in results)
     name = f"one scenario under cProfile ({each} Kernel 3 scenarios, {taps} taps)"
     rows = [reading(f"{name}: {part}", "ms/scenario", ms) for part, ms in spent.items()]
     whole = spent["whole scenario (run_scenario)"] or 1.0

@@ -693,10 +693,10 @@ class ReplayFault(InjectedFault):
     def prepare(self, env: TapEnvironment) -> None:
         if env.host is None:
             raise self.error("previous: the scenario has no host (host: none)")
-        if not env.history:
+        if env.last is None:
             raise self.error("previous: this is the first tap: there is nothing to replay")
-        self.tap = len(env.history)
-        self.previous = env.history[-1].icc_data
+        self.tap = env.taps
+        self.previous = env.last.icc_data
         if not self.previous:
             raise self.error(
                 f"previous: tap {self.tap} sent nothing to the host: there is nothing to replay"

@@ -224,7 +224,7 @@ def _parse(path: Path, file: str) -> list[_Node]:
     except UnicodeDecodeError:
         raise LoadError(file, None, "file", "not UTF-8 text") from None
     try:
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        documents = list(yaml.compose_all(text, Loader=yaml.CSafeLoader))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or "not valid YAML"
@@ -752,6 +752,7 @@ class _Builder:
             type=node.value["type"].value if "type" in node.value else "purchase",
             faults=tuple(self.fault(fault) for fault in faults.value) if faults else (),
             expect=self.expectation(expect, f"{at}.expect") if expect else Expectation(),
+            repeat=node.value["repeat"].value if "repeat" in node.value else 1,
         )
 
     def amount(self, node: _Node | None, where: str) -> str:

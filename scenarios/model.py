@@ -114,6 +114,7 @@ class TapSpec:
     type: str = "purchase"
     faults: tuple[Fault, ...] = ()
     expect: Expectation = field(default_factory=Expectation)
+    repeat: int = 1  # the tap is made this many times in a row, each checked
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,12 @@ class Check:
 
 @dataclass
 class TapResult:
-    """One tap as it ran: the checks, the readable transaction, the trace."""
+    """One tap as it ran: the checks, the readable transaction, the trace. ``index``
+    counts the taps made (from 0), ``spec`` is the position of its
+    :class:`TapSpec` in the scenario's ``taps`` (they differ after a ``repeat``)."""
 
     index: int
+    spec: int
     checks: list[Check] = field(default_factory=list)
     report: str = ""  # terminal.report.render() of the transaction (PANs masked)
     trace: Trace = field(default_factory=Trace)
@@ -194,3 +198,4 @@ class ScenarioResult:
     taps: list[TapResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    taps_made: int = 0  # taps made; ``taps`` keeps them all, or only those that did not pass

@@ -170,10 +170,11 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         """Run the scenario; anything but ``passed`` raises :class:`ScenarioFailed`."""
+        from scenarios.keypool import process_pool  # noqa: PLC0415
         from scenarios.runner import run_scenario  # noqa: PLC0415
 
         link = str(self.config.getoption("emvtap_link", default="inprocess"))
-        self.result = run_scenario(self.scenario, link=link)
+        self.result = run_scenario(self.scenario, link=link, keys=process_pool(), keep="failures")
         self.user_properties.append(("seconds", f"{self.result.seconds:.3f}"))
         if self.result.verdict != "passed":
             raise ScenarioFailed(self.result)

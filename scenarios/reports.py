@@ -109,7 +109,7 @@ def safe_name(name: str) -> str:
 
 def _tap_spec(result: ScenarioResult, tap: TapResult) -> TapSpec | None:
     taps = result.scenario.taps
-    return taps[tap.index] if 0 <= tap.index < len(taps) else None
+    return taps[tap.spec] if 0 <= tap.spec < len(taps) else None
 
 
 def _tap_number(tap: TapResult) -> int:
@@ -165,7 +165,8 @@ def _tap_failure(result: ScenarioResult, tap: TapResult, clear: bool) -> list[st
     spec = _tap_spec(result, tap)
     where = f" ({spec.source})" if spec is not None else ""
     failed = _failed_checks(tap)
-    head = f"  tap {_tap_number(tap)} of {len(result.scenario.taps)}{where}"
+    planned = sum(spec.repeat for spec in result.scenario.taps)
+    head = f"  tap {_tap_number(tap)} of {planned}{where}"
     if failed:
         head += f": {len(failed)} of {len(tap.checks)} check(s) failed"
     lines = [head]

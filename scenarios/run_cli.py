@@ -1,8 +1,8 @@
 """``emvtap run``: run YAML tap scenarios (docs/scenarios.md) and report.
 
 ``emvtap run PATH... [-k EXPR] [-j N] [--junit FILE] [--html FILE] [--trace-dir DIR]
-[--hsm SPEC] [--link MODE] [--clear] [--quiet]`` loads every scenario in the files and folders given
-(:func:`scenarios.loader.load_paths`), keeps those ``-k`` selects
+[--hsm SPEC] [--link MODE] [--fresh-keys] [--clear] [--quiet]`` loads every scenario
+in the files and folders given (:func:`scenarios.loader.load_paths`), keeps those ``-k`` selects
 (:func:`scenarios.runner.select`), runs them on ``-j`` workers
 (:func:`scenarios.runner.run`) and prints:
 
@@ -24,6 +24,8 @@ so a bad spec, module, token or PIN is a usage error before anything runs.
 ``vpcd-direct`` a loopback vpcd socket, ``pcsc[:READER][@HOST:PORT]`` pcscd with
 vsmartcard's vpcd driver (one scenario at a time), ``nfc-udp`` nfcpy's simulated RF
 link; the default ``inprocess`` hands the card object over.
+Each process makes each RSA key once and hands it to every scenario it runs
+(:mod:`scenarios.keypool`); ``--fresh-keys`` makes every scenario's keys anew.
 ``--server URL`` (with ``--server-cert FILE`` or ``--server-pin HEX``, the admin
 credential in ``EMVTAP_SERVER_CREDENTIAL``, and for plastic cards the server's
 IMK-AC in ``EMVTAP_IMK_AC``: :mod:`scenarios.remote`) runs every scenario against
@@ -133,6 +135,12 @@ def add_run_command(commands: Subcommands) -> None:
         default="inprocess",
         metavar="LINK",
         help=LINK_HELP,
+    )
+    run.add_argument(
+        "--fresh-keys",
+        action="store_true",
+        help="make every scenario's RSA keys anew (about 0.2 s a scenario) instead of "
+        "generating each key once per process and reusing it in every scenario",
     )
     run.add_argument(
         "-q",
@@ -256,6 +264,8 @@ def _run(args: argparse.Namespace) -> int:
             hsm=None if pkcs11 is None else pkcs11.environment_hsm,
             remote=remote,
             link=link,
+            fresh_keys=args.fresh_keys,
+            keep="all" if args.html or args.trace_dir else "failures",
         )
     finally:
         progress.close()

@@ -17,11 +17,15 @@ one-line :attr:`~scenarios.model.ScenarioResult.error` (``tap N: ...`` when a ta
 raised it, the tap's own :attr:`~scenarios.model.TapResult.error` too), and the taps
 after it do not run. The environment is always closed.
 
-:func:`run` with ``jobs`` > 1 sends the scenarios to ``spawn``-started worker
-processes (:class:`concurrent.futures.ProcessPoolExecutor`) and gets their results
-back by pickling (traces included), in the order given, whatever order they finish
-in; a worker that dies errors its scenario instead of hanging the run. As with any
-``spawn`` start, a script that calls :func:`run` must guard its entry point with
+:func:`run` with ``jobs`` > 1 sends the scenarios to worker processes
+(:class:`concurrent.futures.ProcessPoolExecutor`) and gets their results back by
+pickling (traces included), in the order given, whatever order they finish in; a
+worker that dies errors its scenario instead of hanging the run. The workers are
+forked from a ``forkserver`` that has imported the runner once (a worker starts in
+milliseconds, not the second a ``spawn`` takes; where there is no forkserver, they
+are spawned), and start with this process's environment variables and folder as
+they are when :func:`run` is called, and with the keys of its pool. As with any such start,
+a script that calls :func:`run` must guard its entry point with
 ``if __name__ == "__main__":``.
 
 Both take ``hsm``, what opens each environment's token server HSM (the soft HSM by
@@ -30,6 +34,11 @@ default): for ``emvtap run --hsm pkcs11:...`` it is
 scenario's own on the token, emptied when the scenario ends. With ``jobs`` > 1 it
 goes to the workers by pickling (a bound method of a spec pickles; the PIN stays in
 the environment, which the workers inherit).
+
+Both take ``keys``, where an environment's RSA keys come from: :func:`run` gives every
+scenario of a process the same :func:`scenarios.keypool.process_pool` (the k-th key
+of a size in one scenario is the k-th in every other) unless ``fresh_keys``;
+:func:`run_scenario` makes fresh keys unless given a pool.
 
 They also take ``remote``, a token server that is already running
 (:class:`scenarios.remote.RemoteServer`, ``emvtap run --server URL``): every
@@ -40,21 +49,25 @@ environment then sets its card up there over HTTPS (:class:`TapEnvironment`'s
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from functools import partial
+from multiprocessing.context import BaseContext
 from multiprocessing.reduction import ForkingPickler
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
+from emv.crypto import oda
 from emv.trace import Trace
 from hce.hsm.interface import Hsm
 from scenarios.expect import check_tap
 from scenarios.faults import TapFaults
+from scenarios.keypool import RsaKeyPool, process_pool
 from scenarios.links import LinkSpec, close_stations, parse_link
 from scenarios.model import (
     Check,
@@ -73,10 +86,23 @@ from terminal.pos import TransactionResult
 from terminal.report import render
 from terminal.transaction import TransactionType
 
-__all__ = ["CheckTap", "HsmSource", "SelectError", "TapError", "run", "run_scenario", "select"]
+__all__ = [
+    "CheckTap",
+    "HsmSource",
+    "Keep",
+    "SelectError",
+    "TapError",
+    "run",
+    "run_scenario",
+    "select",
+]
 
 CheckTap = Callable[[Expectation, TransactionResult, Trace, Source], list[Check]]
 """How a tap is checked: :func:`scenarios.expect.check_tap`'s signature."""
+Keep = Literal["all", "failures"]
+"""Which taps a :class:`ScenarioResult` keeps: "all" (an HTML report or the trace files
+show every tap), or "failures", the taps that did not pass, so that a soak test of
+many thousand taps runs in constant memory (``taps_made`` counts them all)."""
 HsmSource = Callable[[], AbstractContextManager[Hsm]]
 """What opens an environment's HSM (``TapEnvironment``'s ``hsm``); None: the soft HSM."""
 
@@ -128,6 +154,14 @@ def _transaction(
     return amount, currency, kind, other
 
 
+def _made(scenario: Scenario) -> Iterator[tuple[int, TapSpec]]:
+    """The taps to make in order, each with its position in ``scenario.taps`` (a tap
+    with ``repeat: N`` comes N times)."""
+    for spec, tap in enumerate(scenario.taps):
+        for _ in range(tap.repeat):
+            yield spec, tap
+
+
 class _TapFailed(Exception):
     """A tap raised: which one, and why (one line)."""
 
@@ -160,27 +194,37 @@ def run_scenario(
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
     link: LinkSpec | str = "inprocess",
+    keys: RsaKeyPool | None = None,
+    keep: Keep = "all",
 ) -> ScenarioResult:
     """Run ``scenario`` (module docstring); ``check`` checks each tap (default:
     :func:`scenarios.expect.check_tap`), ``hsm`` opens the token server's HSM (default:
     a soft HSM), ``remote`` is a running token server to use instead of one in this
     process, ``link`` how the terminal reaches the card (:class:`TapEnvironment`'s
-    ``link``). Never raises for anything the scenario does."""
+    ``link``), ``keys`` the pool its RSA keys come from (None: fresh keys), ``keep``
+    which taps the result keeps (:data:`Keep`). Never raises for anything the
+    scenario does."""
     started = time.perf_counter()
     result = ScenarioResult(scenario, "passed")
     try:
         checker = check or check_tap
         for tap in scenario.taps:  # every fault checked before anything is built
             TapFaults(tap.faults)
-        with TapEnvironment.from_scenario(scenario, hsm=hsm, remote=remote, link=link) as env:
-            for index, tap in enumerate(scenario.taps):
-                out = TapResult(index)
+        rsa_keys = oda.generate_rsa_key if keys is None else keys.source()
+        with TapEnvironment.from_scenario(
+            scenario, hsm=hsm, remote=remote, link=link, rsa_keys=rsa_keys
+        ) as env:
+            for index, (spec, tap) in enumerate(_made(scenario)):
+                out = TapResult(index, spec)
                 result.taps.append(out)
+                result.taps_made += 1
                 try:
                     _run_tap(env, tap, out, checker)
                 except Exception as err:
                     out.error = _one_line(err)
                     raise _TapFailed(index, out.error) from err
+                if keep == "failures" and out.passed:
+                    result.taps.pop()
     except _TapFailed as err:
         result.error = str(err)
     except Exception as err:
@@ -212,14 +256,19 @@ ForkingPickler.register(MappingProxyType, _reduce_mapping_proxy)
 
 def _run_indexed(
     item: tuple[int, Scenario],
+    *,
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
     link: LinkSpec | str = "inprocess",
+    fresh_keys: bool = False,
+    keep: Keep = "all",
 ) -> tuple[int, ScenarioResult]:
-    """A worker's job: one scenario, with its position; a result that would not pickle
-    back comes back errored (without its traces) rather than failing the run."""
+    """A worker's job: one scenario, with its position, its RSA keys from the worker's
+    :func:`process_pool` unless ``fresh_keys``; a result that would not pickle back
+    comes back errored (without its traces) rather than failing the run."""
     index, scenario = item
-    result = run_scenario(scenario, hsm=hsm, remote=remote, link=link)
+    keys = None if fresh_keys else process_pool()
+    result = run_scenario(scenario, hsm=hsm, remote=remote, link=link, keys=keys, keep=keep)
     try:
         ForkingPickler.dumps(result)
     except (pickle.PicklingError, TypeError, AttributeError) as err:
@@ -232,16 +281,42 @@ def _run_indexed(
     return index, result
 
 
+def _worker_context() -> BaseContext:
+    """How workers start (module docstring): forked from a forkserver that imported
+    this module, or spawned where the platform has no forkserver."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _start_worker(
+    environ: dict[str, str], cwd: str, keys: dict[tuple[int, int], list[oda.RsaPrivateKey]]
+) -> None:
+    """A worker's start: this run's environment variables (``EMVTAP_HSM_PIN``...) and
+    folder, not those the forkserver started with; its pool takes the parent's keys."""
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    process_pool().adopt(keys)
+
+
 def _run_serially(
     items: list[Scenario],
     progress: Callable[[ScenarioResult], None] | None,
+    *,
     hsm: HsmSource | None,
     remote: RemoteServer | None,
     link: LinkSpec,
+    keys: RsaKeyPool | None,
+    keep: Keep,
 ) -> list[ScenarioResult]:
     results = []
     for scenario in items:
-        results.append(run_scenario(scenario, hsm=hsm, remote=remote, link=link))
+        results.append(
+            run_scenario(scenario, hsm=hsm, remote=remote, link=link, keys=keys, keep=keep)
+        )
         if progress is not None:
             progress(results[-1])
     return results
@@ -255,6 +330,8 @@ def run(
     hsm: HsmSource | None = None,
     remote: RemoteServer | None = None,
     link: LinkSpec | str = "inprocess",
+    fresh_keys: bool = False,
+    keep: Keep = "all",
 ) -> list[ScenarioResult]:
     """Run every scenario; the results in the order given. ``jobs`` > 1 runs them on
     that many ``spawn``-started worker processes; ``progress`` is called in this
@@ -262,23 +339,37 @@ def run(
     each scenario's HSM (module docstring; default: a soft HSM); ``remote`` a running
     token server every scenario uses instead (module docstring); ``link`` how each
     terminal reaches its card (:class:`TapEnvironment`'s ``link``; a link with one
-    reader, pcsc, runs one scenario at a time, and its station is closed at the end)."""
+    reader, pcsc, runs one scenario at a time, and its station is closed at the end);
+    ``fresh_keys`` makes every scenario's RSA keys anew instead of taking them from
+    the process's key pool (module docstring); ``keep`` which taps each result keeps
+    (:data:`Keep`)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     spec = parse_link(link) if isinstance(link, str) else link
     items = list(scenarios)
     spec.check_jobs(jobs)
+    keys = None if fresh_keys else process_pool()
     if spec.exclusive:
         try:
-            return _run_serially(items, progress, hsm, remote, spec)
+            return _run_serially(
+                items, progress, hsm=hsm, remote=remote, link=spec, keys=keys, keep=keep
+            )
         finally:
             close_stations()
     if jobs == 1 or len(items) <= 1:
-        return _run_serially(items, progress, hsm, remote, spec)
+        return _run_serially(
+            items, progress, hsm=hsm, remote=remote, link=spec, keys=keys, keep=keep
+        )
     done: list[ScenarioResult | None] = [None] * len(items)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
-        job = partial(_run_indexed, hsm=hsm, remote=remote, link=spec)
+    with ProcessPoolExecutor(
+        min(jobs, len(items)),
+        mp_context=_worker_context(),
+        initializer=_start_worker,
+        initargs=(dict(os.environ), os.getcwd(), {} if fresh_keys else process_pool().keys()),
+    ) as pool:
+        job = partial(
+            _run_indexed, hsm=hsm, remote=remote, link=spec, fresh_keys=fresh_keys, keep=keep
+        )
         futures = {pool.submit(job, item): item[0] for item in enumerate(items)}
         for future in as_completed(futures):
             index = futures[future]

@@ -1,9 +1,13 @@
 """One tap, wired end to end: a shipped card profile, its issuer or token server, a
 terminal, and the host between them (the library behind ``emvtap tap``).
 
-:class:`TapEnvironment` builds everything in a directory (a temporary one by
-default) with the embedded defaults of DESIGN.md: a soft HSM whose master key is
-made now, a SQLite store, an in-process link.
+:class:`TapEnvironment` builds everything in a directory with the embedded defaults
+of DESIGN.md: a soft HSM whose master key is made now, a SQLite store, an in-process
+link. The directory is a temporary one by default, made under :func:`scratch_root`:
+``EMVTAP_SCRATCH`` when set, else ``/dev/shm`` when that is a writable directory (a
+throw-away environment gains nothing from fsyncs that reach a disk: its files are
+removed when it closes, and the order of its writes, which is what keeps counters
+and keys whole across a tear, is the same in RAM), else the system's temporary folder.
 
 * **plastic** profiles: a :class:`hce.card.SoftIssuer` makes the card's keys now;
   its IMK-AC is imported (KCV checked) into the token server, which enrols the
@@ -61,6 +65,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -134,8 +139,11 @@ __all__ = [
     "load_terminal",
     "provision",
     "provision_with",
+    "scratch_root",
 ]
 
+SCRATCH_ENV = "EMVTAP_SCRATCH"
+RAM_FOLDER = Path("/dev/shm")
 HostMode = Literal["inprocess", "http", "none"]
 FUNDING_PANS = {"visa": "4000123412341234", "mastercard": "5100123412341230"}
 """Funding PANs of the tokens an HCE environment enrols (Luhn-valid test numbers)."""
@@ -200,6 +208,16 @@ class ScenarioClock:
 # --- profiles and configurations with overrides ------------------------------------------------
 
 
+def scratch_root() -> Path:
+    """Where a throw-away environment's directory goes (module docstring)."""
+    chosen = os.environ.get(SCRATCH_ENV)
+    if chosen:
+        return Path(chosen)
+    if RAM_FOLDER.is_dir() and os.access(RAM_FOLDER, os.W_OK | os.X_OK):
+        return RAM_FOLDER
+    return Path(tempfile.gettempdir())
+
+
 def deep_merge(
     base: Any, overrides: Any, *, by_position: frozenset[str] = MERGED_BY_POSITION
 ) -> Any:
@@ -245,11 +263,11 @@ def _merged_text(text: str, overrides: Mapping[str, Any], file: str) -> str:
     if not isinstance(overrides, Mapping):
         raise ValueError(f"{file}: overrides: expected a mapping")
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as err:
         raise ValueError(f"{file}: not valid YAML: {err}") from None
     merged = deep_merge(document, overrides)
-    return yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+    return yaml.dump(merged, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True)
 
 
 def load_card(spec: CardSpec, relative_to: Path | None = None) -> CardProfile:
@@ -261,17 +279,23 @@ def load_card(spec: CardSpec, relative_to: Path | None = None) -> CardProfile:
         path = PROFILES_DIR / f"{spec.profile}.yaml"
     else:
         path = _locate(spec.profile, relative_to)
-    if not spec.overrides:
-        return load_profile(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ProfileError(str(path), "", f"cannot read: {err.strerror}") from None
-    try:
-        merged = _merged_text(text, spec.overrides, str(path))
-    except ValueError as err:
-        raise ProfileError(str(path), "", str(err).removeprefix(f"{path}: ")) from None
-    return parse_profile(merged, path)
+    if spec.overrides:
+        try:
+            text = _merged_text(text, spec.overrides, str(path))
+        except ValueError as err:
+            raise ProfileError(str(path), "", str(err).removeprefix(f"{path}: ")) from None
+    return _checked_profile(text, path)
+
+
+@lru_cache(maxsize=64)
+def _checked_profile(text: str, path: Path) -> CardProfile:
+    """:func:`hce.card.profile.parse_profile`, once per text: a run loads the same few
+    profiles for scenario after scenario, and a profile is immutable."""
+    return parse_profile(text, path)
 
 
 def load_terminal(spec: TerminalSpec, relative_to: Path | None = None) -> TerminalConfig:
@@ -281,35 +305,40 @@ def load_terminal(spec: TerminalSpec, relative_to: Path | None = None) -> Termin
     :class:`terminal.config.ConfigError` naming the file and field."""
     base: Traversable
     if _is_name(spec.config):
-        if not spec.overrides:
-            return load_config(spec.config)
         shipped = resources.files("terminal").joinpath("configs")
         resource = shipped.joinpath(f"{spec.config}.yaml")
         if not resource.is_file():
             load_config(spec.config)  # raises the ConfigError that lists the shipped ones
-        file, base = f"configs/{spec.config}.yaml", shipped
-        text = resource.read_text(encoding="utf-8")
+        file, base, read = f"configs/{spec.config}.yaml", shipped, resource.read_bytes
     else:
         path = _locate(spec.config, relative_to)
-        if not spec.overrides:
-            return load_config(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(str(path), "", f"cannot read: {err.strerror}") from None
-        file = str(path)
-        base = path.parent
+        file, base, read = str(path), path.parent, path.read_bytes
     try:
-        merged = _merged_text(text, spec.overrides, file)
-    except ValueError as err:
-        raise ConfigError(file, "", str(err).removeprefix(f"{file}: ")) from None
-    return parse_config(merged, file, base)
+        text = read().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(file, "", f"cannot read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "not UTF-8 text") from None
+    if spec.overrides:
+        try:
+            text = _merged_text(text, spec.overrides, file)
+        except ValueError as err:
+            raise ConfigError(file, "", str(err).removeprefix(f"{file}: ")) from None
+    return _checked_config(text, file, str(base))
+
+
+@lru_cache(maxsize=64)
+def _checked_config(text: str, file: str, base: str) -> TerminalConfig:
+    """:func:`terminal.config.parse_config`, once per text, file and folder (as
+    :func:`_checked_profile`; a configuration is immutable too). ``base`` is the
+    folder's path: emvtap's shipped configurations are files, not zip members."""
+    return parse_config(text, file, Path(base))
 
 
 def _shipped(profile: CardProfile) -> bool:
     """Whether ``profile`` is exactly the shipped profile of its name (no overrides)."""
-    paths = {path.stem: path for path in shipped_profiles()}
-    return profile.name in paths and load_profile(paths[profile.name]) == profile
+    names = {path.stem for path in shipped_profiles()}
+    return profile.name in names and load_card(CardSpec(profile.name)) == profile
 
 
 # --- the host, in process ----------------------------------------------------------------------
@@ -516,6 +545,7 @@ def provision(
     clock: Clock = _utc_now,
     cdcvm: bool = False,
     issuer: HsmSigner | None = None,
+    rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
 ) -> Phone:
     """:func:`provision_with` the token server ``service`` in this process, as ``admin``.
 
@@ -530,6 +560,7 @@ def provision(
         funding_pan=funding_pan,
         clock=clock,
         cdcvm=cdcvm,
+        rsa_keys=rsa_keys,
     )
 
 
@@ -542,13 +573,15 @@ def provision_with(
     funding_pan: str | None = None,
     clock: Clock = _utc_now,
     cdcvm: bool = False,
+    rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
 ) -> Phone:
     """Enrol a token for ``profile``'s brand, register the phone's device, personalise the
     card (the phone makes its ICC key, the server certifies the public half through its
     HSM) and load ``keys`` limited-use keys (none when 0), all through ``office``.
 
     ``cdcvm``: the phone verified its user (Consumer Device CVM) with :data:`PHONE_PIN`,
-    so the card reports it and a mastercard-like wallet gets user-verified keys."""
+    so the card reports it and a mastercard-like wallet gets user-verified keys;
+    ``rsa_keys`` makes the phone's ICC key (:mod:`scenarios.keypool`)."""
     token = office.enrol_token(
         funding_pan or FUNDING_PANS[profile.brand], TOKEN_EXPIRY, "01", profile.brand
     )
@@ -558,7 +591,7 @@ def provision_with(
     device = office.register_device(token.token_id, wallet.device_point)
     wallet.enrol(token.token_pan, bytes.fromhex(token.token_id))
     spec = next(app.oda for app in profile.applications if app.oda.enabled)
-    icc_key = oda.generate_rsa_key(spec.icc_key_bits, spec.icc_exponent)
+    icc_key = rsa_keys(spec.icc_key_bits, spec.icc_exponent)
     answer = device.personalise(profile, icc_key.public_key)
     card_profile = for_token(
         profile, pan=token.token_pan, psn=answer.psn, expiry=answer.expiry, ca_index=answer.ca_index
@@ -639,7 +672,13 @@ class TapEnvironment:
     side, so a trace is what the terminal saw (its FIELD_ON shows the ATR or ATS the
     reader gave). :meth:`close` takes the card off the link.
 
-    :attr:`history` keeps every tap's :class:`terminal.pos.TransactionResult`."""
+    ``rsa_keys``: where every RSA key of the environment comes from (the HSM's, the
+    plastic issuer's, the ICC's): fresh keys by default; the runner passes its key
+    pool's :meth:`~scenarios.keypool.RsaKeyPool.source`.
+
+    :attr:`last` is the last tap's :class:`terminal.pos.TransactionResult` and
+    :attr:`taps` counts the taps (nothing grows with them: a soak test of many
+    thousand taps runs in constant memory)."""
 
     def __init__(
         self,
@@ -657,7 +696,9 @@ class TapEnvironment:
         hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
         remote: RemoteServer | None = None,
         link: LinkSpec | str = "inprocess",
+        rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
     ) -> None:
+        self._rsa_keys = rsa_keys
         self.link_spec = parse_link(link) if isinstance(link, str) else link
         self._attachment: Attachment | None = None
         self.profile = profile if isinstance(profile, CardProfile) else load_profile(profile)
@@ -667,7 +708,9 @@ class TapEnvironment:
         self._hsm_stack = ExitStack()  # the HSM of ``hsm``, closed by close()
         self._owned = directory is None
         self.directory = (
-            Path(tempfile.mkdtemp(prefix="emvtap-tap-")) if directory is None else directory
+            Path(tempfile.mkdtemp(prefix="emvtap-tap-", dir=scratch_root()))
+            if directory is None
+            else directory
         )
         self._random = random
         self._clock = clock
@@ -679,7 +722,8 @@ class TapEnvironment:
         self.phone: Phone | None = None
         self.card_id: str | None = None  # a plastic card's id at its issuer host
         self.trace = Trace()
-        self.history: list[TransactionResult] = []
+        self.last: TransactionResult | None = None
+        self.taps = 0
         try:
             self._build(config, host, trust_card_ca, server_config)
         except BaseException:
@@ -698,11 +742,12 @@ class TapEnvironment:
         hsm: Callable[[], AbstractContextManager[Hsm]] | None = None,
         remote: RemoteServer | None = None,
         link: LinkSpec | str = "inprocess",
+        rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
     ) -> TapEnvironment:
         """The environment ``scenario`` describes: its card (:func:`load_card`), terminal
         (:func:`load_terminal`), host and server state. Relative card and terminal
-        files are looked up next to the scenario's file first; ``hsm``, ``remote`` and
-        ``link`` as for the constructor."""
+        files are looked up next to the scenario's file first; ``hsm``, ``remote``,
+        ``link`` and ``rsa_keys`` as for the constructor."""
         folder = Path(scenario.source.file).parent if scenario.source.file else None
         profile = load_card(scenario.card, folder)
         config = load_terminal(scenario.terminal, folder)
@@ -718,6 +763,7 @@ class TapEnvironment:
             hsm=hsm,
             remote=remote,
             link=link,
+            rsa_keys=rsa_keys,
         )
 
     def _build(
@@ -746,14 +792,16 @@ class TapEnvironment:
             return
         self.hsm: Hsm
         if self._hsm_source is None:
-            self.hsm = SoftHsm.create(self.directory / "hsm.keys", os.urandom(32))
+            self.hsm = SoftHsm.create(
+                self.directory / "hsm.keys", os.urandom(32), rsa_keys=self._rsa_keys
+            )
         else:
             self.hsm = self._hsm_stack.enter_context(self._hsm_source())
         self._store = SqliteStore(self.directory / "store.sqlite")
         self.service = TokenService(
             self.hsm, self._store, self.scenario_clock.now, server_config or ServerConfig()
         )
-        issuer = SoftIssuer() if self.profile.key_mode == "plastic" else None
+        issuer = SoftIssuer(rsa_keys=self._rsa_keys) if self.profile.key_mode == "plastic" else None
         if issuer is not None:
             self.imk_ac = issuer.imk(self.profile.keys["imk_ac"])
         else:
@@ -812,8 +860,8 @@ class TapEnvironment:
         )
         if self.server_state.token == "suspended":
             self.office.suspend_card(self.card_id)
-        image = personalise(profile, issuer.signer(profile))
-        counters = FileCounterStore(self.directory / "counters.json")
+        image = personalise(profile, issuer.signer(profile), self._rsa_keys)
+        counters = FileCounterStore(self.directory / "counters.bin")
         oda_done = any(app.oda.enabled for app in profile.applications)
         ca_key = issuer.ca_public_key(profile) if oda_done else None
         return Card(image, issuer.plastic_keys(profile, counters)), ca_key
@@ -833,7 +881,12 @@ class TapEnvironment:
         """The phone, provisioned through ``office`` as the server state says."""
         state = self.server_state
         self.phone = provision_with(
-            office, self.profile, self.directory / "phone", keys=state.keys, cdcvm=state.cdcvm
+            office,
+            self.profile,
+            self.directory / "phone",
+            keys=state.keys,
+            cdcvm=state.cdcvm,
+            rsa_keys=self._rsa_keys,
         )
         if state.token == "suspended":
             office.suspend_token(self.phone.token_id)
@@ -863,7 +916,7 @@ class TapEnvironment:
                 )
             self.imk_ac = remote.imk_ac
             self.profile = replace(self.profile, pan=fresh_pan(self.profile.pan))
-            self.issuer = SoftIssuer({self.profile.keys["imk_ac"]: remote.imk_ac})
+            self.issuer = SoftIssuer({self.profile.keys["imk_ac"]: remote.imk_ac}, self._rsa_keys)
             self.emulated, ca_key = self._plastic_card(self.issuer)
             return ca_key
         if self.profile.name not in {path.stem for path in shipped_profiles()}:
@@ -999,7 +1052,8 @@ class TapEnvironment:
             )
         transaction = self.transaction(amount, currency, type, amount_other=amount_other)
         result = terminal.transact(self.card, transaction)
-        self.history.append(result)
+        self.last = result
+        self.taps += 1
         return result, self.trace
 
     # --- closing -------------------------------------------------------------------------

@@ -235,7 +235,7 @@ def parse_config(text: str, file: str, base: Traversable | None = None) -> Termi
     """Check a configuration's YAML ``text``; ``file`` names it in errors and ``base`` is
     the folder a relative ``ca_keys`` path is read from (None: such paths are refused)."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as err:
         raise ConfigError(file, "", f"not valid YAML: {err}") from None
     return _Reader(file, base).config(document)

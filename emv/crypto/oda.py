@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
@@ -106,6 +106,12 @@ def generate_rsa_key(bits: int, exponent: int) -> RsaPrivateKey:
     numbers = rsa.generate_private_key(exponent, bits).private_numbers()
     public = RsaPublicKey(numbers.public_numbers.n, exponent)
     return RsaPrivateKey(public, numbers.p, numbers.q, numbers.dmp1, numbers.dmq1, numbers.iqmp)
+
+
+RsaKeySource = Callable[[int, int], RsaPrivateKey]
+"""Where a party's RSA keys come from, given the modulus bits and the exponent:
+:func:`generate_rsa_key` (a new key on each call) unless a test harness hands out keys
+it made earlier (:class:`scenarios.keypool.RsaKeyPool`)."""
 
 
 def rsa_recover(step: str, key: RsaPublicKey, signature: bytes) -> bytes:

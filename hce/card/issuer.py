@@ -50,10 +50,16 @@ class SoftSigner:
 class SoftIssuer:
     """Named keys made on first use (see the module docstring)."""
 
-    def __init__(self, imks: Mapping[str, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        imks: Mapping[str, bytes] | None = None,
+        rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
+    ) -> None:
         """``imks`` gives named issuer master keys instead of making them (e.g. the
-        IMK-AC a token server imported with ``emvtap server init --import-imk-ac``)."""
+        IMK-AC a token server imported with ``emvtap server init --import-imk-ac``);
+        ``rsa_keys`` makes the RSA keys (the scenario runner passes its key pool)."""
         self._imks: dict[str, bytes] = dict(imks or {})
+        self._rsa_keys = rsa_keys
         self._rsa: dict[str, oda.RsaPrivateKey] = {}
         self._certificates: dict[tuple[str, str, str], oda.PublicKeyCertificate] = {}
         self._serial = 0
@@ -71,7 +77,7 @@ class SoftIssuer:
         """The RSA key ``name``; asking again with another size or exponent is an error."""
         key = self._rsa.get(name)
         if key is None:
-            key = self._rsa[name] = oda.generate_rsa_key(bits, exponent)
+            key = self._rsa[name] = self._rsa_keys(bits, exponent)
         if (key.public_key.size * 8, key.public_key.exponent) != (bits, exponent):
             raise ValueError(f"RSA key {name!r} exists with another size or exponent")
         return key

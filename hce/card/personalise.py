@@ -148,23 +148,29 @@ class _Certification:
     certify: _Certify
 
 
-def personalise(profile: CardProfile, signer: IssuerSigner | None = None) -> CardImage:
-    """The card image of ``profile``, with a fresh ICC key per application; ``signer``
-    is needed when an application does offline data authentication (a
-    :class:`ProfileError` says so otherwise)."""
+def personalise(
+    profile: CardProfile,
+    signer: IssuerSigner | None = None,
+    rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
+) -> CardImage:
+    """The card image of ``profile``, with an ICC key from ``rsa_keys`` (a fresh one by
+    default) per application; ``signer`` is needed when an application does offline
+    data authentication (a :class:`ProfileError` says so otherwise)."""
     if signer is None:
         return _image(profile, None)
     return _image(
         profile,
         _Certification(
-            signer.issuer_certificate(), _fresh_icc_key, partial(_sign_icc, profile, signer)
+            signer.issuer_certificate(),
+            partial(_icc_key, rsa_keys),
+            partial(_sign_icc, profile, signer),
         ),
     )
 
 
-def _fresh_icc_key(app: Application) -> oda.RsaPrivateKey:
-    """A new ICC key of the size and exponent the profile asks for."""
-    return oda.generate_rsa_key(app.oda.icc_key_bits, app.oda.icc_exponent)
+def _icc_key(rsa_keys: oda.RsaKeySource, app: Application) -> oda.RsaPrivateKey:
+    """An ICC key of the size and exponent the profile asks for, from ``rsa_keys``."""
+    return rsa_keys(app.oda.icc_key_bits, app.oda.icc_exponent)
 
 
 def for_token(

@@ -241,7 +241,7 @@ def load_profile(path: str | Path) -> CardProfile:
 def parse_profile(text: str, path: Path) -> CardProfile:
     """Check a profile's YAML text; ``path`` names it in errors."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError as err:
         raise ProfileError(str(path), "", f"not valid YAML: {err}") from None
     return _Reader(str(path)).profile(path, document)

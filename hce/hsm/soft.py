@@ -198,21 +198,36 @@ class SoftHsm(ArqcVerifier):
     the derivations under it, which calls take turns on.
     """
 
-    def __init__(self, path: Path, master_key: bytes, keys: dict[str, _Key]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        master_key: bytes,
+        keys: dict[str, _Key],
+        rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
+    ) -> None:
         """Use :meth:`create` or :meth:`open`."""
         self._path = path
         self._master_key = master_key
         self._keys = keys
+        self._rsa_keys = rsa_keys
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], master_key: bytes) -> SoftHsm:
-        """A new, empty HSM whose key file is ``path`` (HsmError if it exists)."""
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        master_key: bytes,
+        *,
+        rsa_keys: oda.RsaKeySource = oda.generate_rsa_key,
+    ) -> SoftHsm:
+        """A new, empty HSM whose key file is ``path`` (HsmError if it exists);
+        :meth:`generate_rsa_key` takes its keys from ``rsa_keys`` (the scenario runner
+        passes its key pool, :mod:`scenarios.keypool`)."""
         key_file = Path(path)
         if key_file.exists():
             raise HsmError(f"key file {key_file}: already exists")
         keyfile.write_key_file(key_file, master_key, _dump({}))
-        return cls(key_file, master_key, {})
+        return cls(key_file, master_key, {}, rsa_keys)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], master_key: bytes) -> SoftHsm:
@@ -381,7 +396,7 @@ class SoftHsm(ArqcVerifier):
 
     def generate_rsa_key(self, label: str, bits: int, exponent: int) -> RsaPublic:
         with _refusing_bad_input("generate_rsa_key", label):
-            key = oda.generate_rsa_key(bits, exponent)
+            key = self._rsa_keys(bits, exponent)
         self._store(label, key)
         return _rsa_public(label, key)
 

@@ -534,7 +534,7 @@ TAP = HEAD + "taps:\n  - amount: 1\n"  # the tap's keys go on line 7 and after
             HEAD + "taps: [\n  {amount: 1}\n",
             7,
             "YAML",
-            "expected ',' or ']', but got '<stream end>'",
+            "expected ',' or ']'",
             id="yaml-syntax",
         ),
         pytest.param(
@@ -548,7 +548,8 @@ TAP = HEAD + "taps:\n  - amount: 1\n"  # the tap's keys go on line 7 and after
             TAP + "    amout: 2\n",
             7,
             "taps[0].amout",
-            "unknown key (expected one of: amount, amount_other, currency, type, faults, expect)",
+            "unknown key (expected one of: amount, amount_other, currency, type, faults, "
+            "expect, repeat)",
             id="unknown-key",
         ),
         pytest.param(

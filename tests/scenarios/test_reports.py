@@ -78,6 +78,7 @@ def make_result(
         else [
             TapResult(
                 0,
+                0,
                 checks,
                 report=f"Outcome: {actual_outcome}\nPAN: {MASKED_PAN}",
                 trace=sample_trace(),
@@ -336,7 +337,7 @@ def test_safe_name(name: str, safe: str) -> None:
 def test_a_tap_error_is_said_once(tmp_path: Path) -> None:
     """The runner gives an errored tap's message to the tap and (prefixed) the scenario."""
     result = make_result(tmp_path / "e.yaml", "errored", error="tap 1: e.yaml:6: tap: bad amount")
-    result.taps = [TapResult(0, error="e.yaml:6: tap: bad amount", trace=sample_trace())]
+    result.taps = [TapResult(0, 0, error="e.yaml:6: tap: bad amount", trace=sample_trace())]
     text = reports.failure_text(result)
     assert text.count("bad amount") == 1
     assert "APDU trace of tap 1:" in text  # what the link saw before it went wrong

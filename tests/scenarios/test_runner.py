@@ -392,3 +392,79 @@ def test_select_refuses_what_does_not_parse(expression: str, problem: str) -> No
 
 def test_the_runner_module_exports_its_api() -> None:
     assert {"run", "run_scenario", "select"} <= set(runner.__all__)
+
+
+def _repeated(times: int, **expect: Any) -> TapSpec:
+    return TapSpec("12.34", Source(SOURCE.file, 10), expect=Expectation(**expect), repeat=times)
+
+
+def test_a_repeated_tap_is_made_that_many_times_and_keep_failures_keeps_none_that_passed() -> None:
+    scenario = _scenario("visa_qvsdc_plastic", _repeated(3, outcome="Approved"), _tap(line=20))
+    every = run_scenario(scenario)
+    assert every.verdict == "passed" and every.taps_made == 4
+    assert [(t.index, t.spec) for t in every.taps] == [(0, 0), (1, 0), (2, 0), (3, 1)]
+    assert all(t.trace.events for t in every.taps)
+    only = run_scenario(scenario, keep="failures")
+    assert (only.verdict, only.taps_made, only.taps) == ("passed", 4, [])
+
+
+def test_keep_failures_keeps_each_failing_repetition_and_the_report_names_its_spec() -> None:
+    from scenarios.reports import failure_text  # noqa: PLC0415
+
+    scenario = _scenario("visa_qvsdc_plastic", _tap(line=8), _repeated(2, outcome="Declined"))
+    result = run_scenario(scenario, keep="failures")
+    assert result.verdict == "failed" and result.taps_made == 3
+    assert [(t.index, t.spec) for t in result.taps] == [(1, 1), (2, 1)]
+    text = failure_text(result)
+    assert "tap 2 of 3" in text and "tap 3 of 3" in text and "packs/runner.yaml:10" in text
+
+
+def test_the_environment_keeps_only_its_last_tap() -> None:
+    with TapEnvironment("visa_qvsdc_plastic") as env:
+        assert (env.last, env.taps) == (None, 0)
+        first, _ = env.tap(100)
+        second, _ = env.tap(200)
+        assert env.taps == 2 and env.last is second and second is not first
+
+
+def test_a_throw_away_environment_goes_to_emvtap_scratch_or_ram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scenarios import tap  # noqa: PLC0415
+
+    monkeypatch.setenv(tap.SCRATCH_ENV, str(tmp_path))
+    with TapEnvironment("visa_qvsdc_plastic") as env:
+        assert env.directory.parent == tmp_path and (env.directory / "store.sqlite").is_file()
+    assert not env.directory.exists()
+    monkeypatch.delenv(tap.SCRATCH_ENV)
+    monkeypatch.setattr(tap, "RAM_FOLDER", tmp_path / "shm")
+    assert tap.scratch_root() == Path(tap.tempfile.gettempdir())
+    (tmp_path / "shm").mkdir()
+    assert tap.scratch_root() == tmp_path / "shm"
+
+
+def test_a_profile_and_a_configuration_are_checked_once_per_text(tmp_path: Path) -> None:
+    profile = tmp_path / "card.yaml"
+    shipped = load_card(CardSpec("visa_qvsdc_plastic")).path
+    profile.write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    first = load_card(CardSpec(str(profile)))
+    assert load_card(CardSpec(str(profile))) is first
+    profile.write_text(
+        shipped.read_text(encoding="utf-8").replace("name: visa_qvsdc_plastic", "name: changed"),
+        encoding="utf-8",
+    )
+    assert load_card(CardSpec(str(profile))).name == "changed"
+    assert load_terminal(TerminalSpec()) is load_terminal(TerminalSpec())
+
+
+def test_workers_see_the_environment_and_folder_of_the_run_not_of_their_forkserver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenarios = [_scenario(id="one"), _scenario(id="two")]
+    assert [r.verdict for r in run(scenarios, jobs=2)] == ["passed", "passed"]
+    not_a_folder = tmp_path / "scratch"
+    not_a_folder.write_text("a file", encoding="utf-8")
+    monkeypatch.setenv("EMVTAP_SCRATCH", str(not_a_folder))
+    results = run(scenarios, jobs=2)
+    assert [r.verdict for r in results] == ["errored", "errored"]
+    assert all(str(not_a_folder) in (r.error or "") for r in results)
