@@ -156,9 +156,9 @@ def runner(repeat: int) -> list[Row]:
     counts = (0, 0)
     for _ in range(min(repeat, RUNNER_RUNS)):
         for jobs, kept in rates.items():
-            counts, rate = _run_rate(load_paths(paths), jobs=jobs)
+            counts, rate = _run_rate(load_paths(paths), jobs=jobs, keep="failures")
             kept.append(rate)
-    _, fresh = _run_rate(load_paths(paths), jobs=1, fresh_keys=True)
+    _, fresh = _run_rate(load_paths(paths), jobs=1, fresh_keys=True, keep="failures")
     name = "emvtap run, Kernel 3 + Kernel 2 packs ({} scenarios, {} taps)".format(*counts)
     return [
         with_target(spread(f"{name}, -j 1", "taps/s", rates[1]), ">=", RUNNER_TARGET),
