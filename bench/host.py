@@ -5,7 +5,7 @@ The unit is the token server's HSM work for one plastic card's authorisation
 (:meth:`hce.server.TokenService.authorise` -> ``_decide_plastic`` -> ``_verified``):
 :func:`~hce.hsm.interface.verify_arqc_and_generate_arpc`, the ARQC verified under the key
 path IMK-AC -> MK-AC (option A) -> AC session key and the ARPC made under its key (one
-operation on the soft HSM; through PKCS#11, the verification, then the ARPC method), for
+operation on both backends, each deriving the key path once), for
 
 * Visa CVN 18 (the Kernel 3 plastic card's): common session key of the ATC, input
   Table 26 data || IAD, ARPC method 2 (CSU '00800000') under the same session key;

@@ -22,11 +22,11 @@ after it do not run. The environment is always closed.
 pickling (traces included), in the order given, whatever order they finish in; a
 worker that dies errors its scenario instead of hanging the run. The workers are
 forked from a ``forkserver`` that has imported the runner once (a worker starts in
-milliseconds, not the second a ``spawn`` takes; where there is no forkserver, they
-are spawned), and start with this process's environment variables and folder as
-they are when :func:`run` is called, and with the keys of its pool. As with any such start,
-a script that calls :func:`run` must guard its entry point with
-``if __name__ == "__main__":``.
+milliseconds, not the second a ``spawn`` takes), or spawned where there is no
+forkserver and for a PKCS#11 HSM (:func:`_worker_context`). They start with this
+process's environment variables and folder as they are when :func:`run` is called,
+and with the keys of its pool. As with any such start, a script that calls
+:func:`run` must guard its entry point with ``if __name__ == "__main__":``.
 
 Both take ``hsm``, what opens each environment's token server HSM (the soft HSM by
 default): for ``emvtap run --hsm pkcs11:...`` it is
@@ -281,10 +281,13 @@ def _run_indexed(
     return index, result
 
 
-def _worker_context() -> BaseContext:
+def _worker_context(hsm: HsmSource | None) -> BaseContext:
     """How workers start (module docstring): forked from a forkserver that imported
-    this module, or spawned where the platform has no forkserver."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    this module; spawned where the platform has no forkserver, or for a PKCS#11 HSM
+    (``hsm``): workers forked so failed now and then on a SoftHSMv2 token (logins
+    refused as UserPinNotInitialized or GeneralError, the token not found), which
+    spawned workers never did; why is not understood yet."""
+    if hsm is not None or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", __name__])
@@ -363,7 +366,7 @@ def run(
     done: list[ScenarioResult | None] = [None] * len(items)
     with ProcessPoolExecutor(
         min(jobs, len(items)),
-        mp_context=_worker_context(),
+        mp_context=_worker_context(hsm),
         initializer=_start_worker,
         initargs=(dict(os.environ), os.getcwd(), {} if fresh_keys else process_pool().keys()),
     ) as pool:
