@@ -231,3 +231,34 @@ def test_progress_closed_before_any_result_prints_nothing() -> None:
     stream = io.StringIO()
     Progress(2, stream, bar=False).close()
     assert stream.getvalue() == ""
+
+
+REPEATED = APPROVED.replace("id: visa-approved", "id: visa-repeated").replace(
+    '  - amount: "12.34"\n', '  - amount: "12.34"\n    repeat: 3\n'
+)
+
+
+def test_a_repeated_tap_gives_a_trace_per_tap_made_when_traces_are_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "repeated.yaml"
+    scenario.write_text(REPEATED, encoding="utf-8")
+    traces = tmp_path / "traces"
+    status, out, _ = emvtap(capsys, "run", str(scenario), "--trace-dir", str(traces))
+    assert status == 0, out
+    assert sorted(path.name for path in (traces / "visa-repeated").glob("*.txt")) == [
+        "tap-1.txt",
+        "tap-2.txt",
+        "tap-3.txt",
+    ]
+
+
+def test_a_repeated_tap_that_fails_is_reported_for_each_tap_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "repeated.yaml"
+    scenario.write_text(REPEATED.replace("outcome: Approved", "outcome: Declined"), "utf-8")
+    status, out, _ = emvtap(capsys, "run", str(scenario), "-q", "--fresh-keys")
+    assert status == 1
+    assert [f"tap {n} of 3" in out for n in (1, 2, 3)] == [True, True, True]
+    assert "1 failed" in out.splitlines()[-1]
