@@ -724,6 +724,7 @@ class TapEnvironment:
         self.trace = Trace()
         self.last: TransactionResult | None = None
         self.taps = 0
+        self.host: Host | None = None
         try:
             self._build(config, host, trust_card_ca, server_config)
         except BaseException:
@@ -1059,11 +1060,13 @@ class TapEnvironment:
     # --- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Take the card off its link, stop the HTTPS server, close the store and an HSM
-        of ``hsm``, remove a directory made here."""
+        """Take the card off its link, close the host's connection and stop the HTTPS
+        server, close the store and an HSM of ``hsm``, remove a directory made here."""
         if self._attachment is not None:
             self._attachment.close()
             self._attachment = None
+        if isinstance(self.host, HttpHost):
+            self.host.close()
         if self._server is not None:
             self._server.stop()
             self._server = None

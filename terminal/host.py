@@ -21,6 +21,7 @@ import http.client
 import json
 import re
 import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,20 @@ __all__ = ["Host", "HostResponse", "HostUnavailable", "HttpHost"]
 
 class HostUnavailable(Exception):
     """The host could not be asked or did not answer usably (down, time-out, garbage)."""
+
+
+# What a kept connection that the server closed while idle gives (HttpHost docstring).
+_STALE = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+
+
+class _ClosedWhileIdle(HostUnavailable):
+    """The connection was closed before any answer came (one of :data:`_STALE`)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,14 @@ class HttpHost:
     sent), or both. Whatever goes wrong (refused, time-out, TLS, a status other than
     2xx, a body that is not the expected JSON) is :class:`HostUnavailable`, whose
     message names the host and the problem and never the credential.
+
+    One connection serves every authorisation (HTTP/1.1 keep-alive: a TLS handshake
+    costs more than the authorisation), opened and pin-checked when first needed and
+    again after the server closes it; :meth:`close` (or ``with``) closes it. A request
+    that fails on a connection that had already served one, before any answer came
+    (the server closed it while idle), is sent once more on a new connection: the
+    token server approves an ATC once at most, so a request that did reach it comes
+    back declined as a replay, never approved twice.
     """
 
     def __init__(
@@ -108,6 +131,9 @@ class HttpHost:
         self._pin = pin_sha256
         self._context = _client_context(cafile, pinned=pin_sha256 is not None)
         self._timeout = timeout
+        self._connection: http.client.HTTPSConnection | None = None
+        self._used = False  # the open connection has served a request
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HttpHost(https://{self._host}:{self._port}{self._path})"
@@ -133,25 +159,71 @@ class HttpHost:
             raise HostUnavailable(f"{self.where} answered HTTP {status} without a JSON object")
         return self._response(document)
 
+    def close(self) -> None:
+        """Close the connection (the next authorisation opens a new one)."""
+        with self._lock:
+            self._drop()
+
+    def __enter__(self) -> HttpHost:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection, self._used = None, False
+
     def _post(self, body: dict[str, Any]) -> tuple[int, bytes]:
-        connection = http.client.HTTPSConnection(
-            self._host, self._port, context=self._context, timeout=self._timeout
-        )
+        data = json.dumps(body).encode("utf-8")
+        with self._lock:
+            reused = self._used
+            try:
+                return self._exchange(data)
+            except _ClosedWhileIdle:
+                self._drop()
+                if not reused:
+                    raise
+            except BaseException:
+                self._drop()
+                raise
+            try:  # the server closed the kept connection while idle: once more, anew
+                return self._exchange(data)
+            except BaseException:
+                self._drop()
+                raise
+
+    def _exchange(self, data: bytes) -> tuple[int, bytes]:
+        """One request on the open connection (opened and pin-checked if there is none)."""
         try:
-            connection.connect()
-            self._check_pin(connection)
-            connection.request(
+            if self._connection is None:
+                connection = http.client.HTTPSConnection(
+                    self._host, self._port, context=self._context, timeout=self._timeout
+                )
+                self._connection = connection
+                connection.connect()
+                self._check_pin(connection)
+            self._connection.request(
                 "POST",
                 self._path,
-                body=json.dumps(body).encode("utf-8"),
+                body=data,
                 headers={
                     "Authorization": f"Bearer {self._credential}",
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                 },
             )
-            response = connection.getresponse()
-            return response.status, response.read()
+            response = self._connection.getresponse()
+            answer = response.status, response.read()
+            if response.will_close:
+                self._drop()
+            else:
+                self._used = True
+            return answer
+        except _STALE as err:
+            problem = str(err) or type(err).__name__
+            raise _ClosedWhileIdle(f"{self.where} unreachable: {problem}") from None
         except TimeoutError:
             raise HostUnavailable(
                 f"{self.where}: no answer within {self._timeout:g} s (time-out)"
@@ -163,8 +235,6 @@ class HttpHost:
         except (OSError, http.client.HTTPException) as err:
             problem = str(err) or type(err).__name__
             raise HostUnavailable(f"{self.where} unreachable: {problem}") from None
-        finally:
-            connection.close()
 
     def _check_pin(self, connection: http.client.HTTPSConnection) -> None:
         if self._pin is None:

@@ -50,6 +50,9 @@ class Canned:
     status: int = 200
     body: bytes = json.dumps(APPROVAL).encode()
     requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # the client's port of each request
+    close_after: bool = False  # close the connection after answering, without saying so
+    hang_up: bool = False  # close the connection without answering
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -61,6 +64,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         canned = self.server.canned
         canned.requests.append(("POST", self.path, dict(self.headers.items()), body))
+        canned.ports.append(self.client_address[1])
+        if canned.hang_up:
+            self.close_connection = True
+            return
+        self.close_connection = canned.close_after
         self.send_response(canned.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(canned.body)))
@@ -100,6 +108,22 @@ def fake(tls: TlsFiles) -> Iterator[_FakeHost]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+@pytest.fixture(autouse=True)
+def closed_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every HttpHost a test makes is closed after it (it keeps its connection)."""
+    made: list[HttpHost] = []
+    init = HttpHost.__init__
+
+    def recording(self: HttpHost, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(HttpHost, "__init__", recording)
+    yield
+    for host in made:
+        host.close()
 
 
 def _host(url: str, tls: TlsFiles, **options: Any) -> HttpHost:
@@ -307,3 +331,36 @@ def test_the_token_server_refusing_the_credential_is_host_unavailable(
     url, _ = token_server
     message = _unavailable(HttpHost(url, CREDENTIAL, cafile=tls.ca_certificate))
     assert "HTTP 401 unauthorised" in message
+
+
+# --- the kept connection -----------------------------------------------------------------------
+
+
+def test_one_connection_serves_every_authorisation_until_closed(
+    fake: _FakeHost, tls: TlsFiles
+) -> None:
+    with _host(fake.url, tls) as host:
+        for _ in range(3):
+            assert host.authorise(ICC_DATA).approved
+    host.authorise(ICC_DATA)  # closed: a new connection
+    ports = fake.canned.ports
+    assert len(ports) == 4 and len(set(ports[:3])) == 1 and ports[3] != ports[0]
+
+
+def test_a_connection_the_server_closed_while_idle_is_opened_again_once(
+    fake: _FakeHost, tls: TlsFiles
+) -> None:
+    fake.canned.close_after = True  # every answer's connection is then closed
+    host = _host(fake.url, tls)
+    assert host.authorise(ICC_DATA).approved
+    assert host.authorise(ICC_DATA).approved  # the kept one was closed: sent again, anew
+    ports = fake.canned.ports
+    assert len(ports) == 2 and ports[0] != ports[1]
+
+
+def test_a_new_connection_closed_without_an_answer_is_not_sent_again(
+    fake: _FakeHost, tls: TlsFiles
+) -> None:
+    fake.canned.hang_up = True
+    message = _unavailable(_host(fake.url, tls))
+    assert "unreachable" in message and len(fake.canned.requests) == 1
