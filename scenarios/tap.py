@@ -208,6 +208,12 @@ class ScenarioClock:
 # --- profiles and configurations with overrides ------------------------------------------------
 
 
+def _one_scheme(config: ServerConfig, scheme: str) -> ServerConfig:
+    """``config`` with the token BIN of ``scheme`` only."""
+    bins = {name: prefix for name, prefix in config.token_bins.items() if name == scheme}
+    return replace(config, token_bins=bins)
+
+
 def scratch_root() -> Path:
     """Where a throw-away environment's directory goes (module docstring)."""
     chosen = os.environ.get(SCRATCH_ENV)
@@ -647,7 +653,9 @@ class TapEnvironment:
     key of the same RID and index, unless ``trust_card_ca`` is False (a terminal
     that lacks the key, or holds another one under its index). ``random`` gives
     the Unpredictable Numbers, ``clock`` the terminal's local date and time,
-    ``server_config`` the token server's key limits, ``scenario_clock`` the token
+    ``server_config`` the token server's key limits (None: the defaults, with the
+    token BIN of the card's scheme only, so that the server certifies one issuer
+    key, not one per scheme), ``scenario_clock`` the token
     server's time and the trace's (real time unless given), ``server`` the phone
     and token server state of an HCE card (:class:`scenarios.model.ServerState`;
     None: :data:`PHONE_KEYS` keys, no CDCVM, an active token, replenished when
@@ -800,7 +808,10 @@ class TapEnvironment:
             self.hsm = self._hsm_stack.enter_context(self._hsm_source())
         self._store = SqliteStore(self.directory / "store.sqlite")
         self.service = TokenService(
-            self.hsm, self._store, self.scenario_clock.now, server_config or ServerConfig()
+            self.hsm,
+            self._store,
+            self.scenario_clock.now,
+            server_config or _one_scheme(ServerConfig(), self.profile.brand),
         )
         issuer = SoftIssuer(rsa_keys=self._rsa_keys) if self.profile.key_mode == "plastic" else None
         if issuer is not None:

@@ -473,3 +473,14 @@ def test_workers_see_the_environment_and_folder_of_the_run_not_of_their_forkserv
 def test_workers_fork_from_a_forkserver_but_spawn_for_a_pkcs11_hsm() -> None:
     assert runner._worker_context(None).get_start_method() == "forkserver"
     assert runner._worker_context(lambda: None).get_start_method() == "spawn"  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize(
+    ("profile", "scheme"), [("mastercard_mchip_hce", "mastercard"), ("visa_qvsdc_plastic", "visa")]
+)
+def test_the_environments_token_server_certifies_the_cards_scheme_only(
+    profile: str, scheme: str
+) -> None:
+    with TapEnvironment(profile) as env:
+        assert env.service.config.token_bins.keys() == {scheme}
+        assert env.tap(1234)[0].approved
