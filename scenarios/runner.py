@@ -368,7 +368,7 @@ def run(
         min(jobs, len(items)),
         mp_context=_worker_context(hsm),
         initializer=_start_worker,
-        initargs=(dict(os.environ), os.getcwd(), {} if fresh_keys else process_pool().keys()),
+        initargs=(dict(os.environ), os.getcwd(), {} if keys is None else keys.keys()),
     ) as pool:
         job = partial(
             _run_indexed, hsm=hsm, remote=remote, link=spec, fresh_keys=fresh_keys, keep=keep

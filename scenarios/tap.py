@@ -89,7 +89,7 @@ from hce.card import (
     shipped_profiles,
 )
 from hce.card.personalise import certify_icc_key, for_token, personalise_certified
-from hce.card.profile import PROFILES_DIR, ProfileError, parse_profile
+from hce.card.profile import PROFILES_DIR, ProfileError, parse_profile, read_profile_text
 from hce.hsm.interface import Hsm, HsmError
 from hce.hsm.soft import SoftHsm
 from hce.server import Principal, ServerConfig, SqliteStore, TokenRecord, TokenService
@@ -115,6 +115,7 @@ from terminal.config import (
     default_config,
     load_config,
     parse_config,
+    read_config_text,
     with_ca_keys,
 )
 from terminal.host import Host, HostResponse, HostUnavailable, HttpHost
@@ -208,22 +209,6 @@ class ScenarioClock:
 # --- profiles and configurations with overrides ------------------------------------------------
 
 
-def _one_scheme(config: ServerConfig, scheme: str) -> ServerConfig:
-    """``config`` with the token BIN of ``scheme`` only."""
-    bins = {name: prefix for name, prefix in config.token_bins.items() if name == scheme}
-    return replace(config, token_bins=bins)
-
-
-def scratch_root() -> Path:
-    """Where a throw-away environment's directory goes (module docstring)."""
-    chosen = os.environ.get(SCRATCH_ENV)
-    if chosen:
-        return Path(chosen)
-    if RAM_FOLDER.is_dir() and os.access(RAM_FOLDER, os.W_OK | os.X_OK):
-        return RAM_FOLDER
-    return Path(tempfile.gettempdir())
-
-
 def deep_merge(
     base: Any, overrides: Any, *, by_position: frozenset[str] = MERGED_BY_POSITION
 ) -> Any:
@@ -285,10 +270,7 @@ def load_card(spec: CardSpec, relative_to: Path | None = None) -> CardProfile:
         path = PROFILES_DIR / f"{spec.profile}.yaml"
     else:
         path = _locate(spec.profile, relative_to)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ProfileError(str(path), "", f"cannot read: {err.strerror}") from None
+    text = read_profile_text(path)
     if spec.overrides:
         try:
             text = _merged_text(text, spec.overrides, str(path))
@@ -319,12 +301,7 @@ def load_terminal(spec: TerminalSpec, relative_to: Path | None = None) -> Termin
     else:
         path = _locate(spec.config, relative_to)
         file, base, read = str(path), path.parent, path.read_bytes
-    try:
-        text = read().decode("utf-8")
-    except OSError as err:
-        raise ConfigError(file, "", f"cannot read: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(file, "", "not UTF-8 text") from None
+    text = read_config_text(file, read)
     if spec.overrides:
         try:
             text = _merged_text(text, spec.overrides, file)
@@ -624,6 +601,22 @@ def provision_with(
 
 
 # --- the environment ---------------------------------------------------------------------------
+
+
+def _one_scheme(config: ServerConfig, scheme: str) -> ServerConfig:
+    """``config`` with the token BIN of ``scheme`` only."""
+    bins = {name: prefix for name, prefix in config.token_bins.items() if name == scheme}
+    return replace(config, token_bins=bins)
+
+
+def scratch_root() -> Path:
+    """Where a throw-away environment's directory goes (module docstring)."""
+    chosen = os.environ.get(SCRATCH_ENV)
+    if chosen:
+        return Path(chosen)
+    if RAM_FOLDER.is_dir() and os.access(RAM_FOLDER, os.W_OK | os.X_OK):
+        return RAM_FOLDER
+    return Path(tempfile.gettempdir())
 
 
 class _HttpsServer:

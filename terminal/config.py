@@ -63,6 +63,7 @@ __all__ = [
     "default_config",
     "load_config",
     "parse_config",
+    "read_config_text",
     "shipped_configs",
     "with_ca_keys",
 ]
@@ -259,15 +260,20 @@ def _test_ca_keys() -> CaKeyStore:
 
 
 def _read(file: str, read: Callable[[], bytes], base: Traversable) -> TerminalConfig:
+    return parse_config(read_config_text(file, read), file, base)
+
+
+def read_config_text(file: str, read: Callable[[], bytes]) -> str:
+    """A configuration file's text from ``read``; a ConfigError naming ``file`` when it
+    cannot be read or is not UTF-8."""
     try:
         raw = read()
     except OSError as err:
         raise ConfigError(file, "", f"cannot read: {err.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(file, "", "not UTF-8 text") from None
-    return parse_config(text, file, base)
 
 
 # --- checking -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "Record",
     "load_profile",
     "parse_profile",
+    "read_profile_text",
     "shipped_profiles",
 ]
 
@@ -231,11 +232,15 @@ def load_profile(path: str | Path) -> CardProfile:
     path = Path(path)
     if not path.exists() and (PROFILES_DIR / f"{path.name}.yaml").exists():
         path = PROFILES_DIR / f"{path.name}.yaml"
+    return parse_profile(read_profile_text(path), path)
+
+
+def read_profile_text(path: Path) -> str:
+    """A profile file's text; a ProfileError naming it when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         raise ProfileError(str(path), "", f"cannot read: {err.strerror}") from None
-    return parse_profile(text, path)
 
 
 def parse_profile(text: str, path: Path) -> CardProfile:
