@@ -29,7 +29,6 @@ from __future__ import annotations
 import hmac
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import warnings
@@ -57,16 +56,11 @@ from hce.hsm.interface import (
 )
 from hce.hsm.soft import SoftHsm
 from hce.server import KeyImport, Principal, SqliteStore, TokenService
+from scenarios import softhsm
 
 IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 IMK_LABEL = "imk-ac"
 PAN, PSN = "4761739001010010", b"\x01"
-SOFTHSM_MODULES = (
-    "/usr/lib/softhsm/libsofthsm2.so",  # Debian, Ubuntu
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",  # Fedora
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-)
 TOKEN_LABEL, SO_PIN, USER_PIN = "emvtap-bench", "87654321", "1234"
 SOFT_TARGET, SOFTHSM2_TARGET, PYEMV_TARGET = 20_000.0, 2_500.0, 1.0
 
@@ -202,7 +196,7 @@ def soft_hsm(folder: Path) -> SoftHsm:
 
 def softhsm_unavailable() -> str | None:
     """Why SoftHSMv2 cannot be used here (None: it can)."""
-    if _softhsm_module() is None:
+    if softhsm.find_module() is None:
         return "no SoftHSMv2 module (libsofthsm2.so; Debian: softhsm2)"
     if shutil.which("softhsm2-util") is None:
         return "no softhsm2-util (Debian: softhsm2)"
@@ -213,11 +207,6 @@ def softhsm_unavailable() -> str | None:
     return None
 
 
-def _softhsm_module() -> str | None:
-    candidates = (os.environ.get("SOFTHSM2_MODULE", ""), *SOFTHSM_MODULES)
-    return next((path for path in candidates if path and Path(path).is_file()), None)
-
-
 @contextmanager
 def softhsm2(folder: Path) -> Iterator[Hsm]:
     """A :class:`hce.hsm.pkcs11.Pkcs11Hsm` on a new SoftHSMv2 token whose files are in
@@ -225,34 +214,21 @@ def softhsm2(folder: Path) -> Iterator[Hsm]:
     token's files are removed after, and ``SOFTHSM2_CONF`` put back."""
     from hce.hsm.pkcs11 import Pkcs11Hsm, library  # noqa: PLC0415  (optional extra)
 
-    module = _softhsm_module()
+    module = softhsm.find_module()
     assert module is not None  # softhsm_unavailable() said so
-    tokens = folder / "softhsm-tokens"
-    tokens.mkdir()
-    config = folder / "softhsm2.conf"
-    config.write_text(
-        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n",
-        encoding="utf-8",
-    )
-    previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(config)
+    previous = os.environ.get(softhsm.CONF_ENV)
     try:
-        subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL,
-             "--so-pin", SO_PIN, "--pin", USER_PIN],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
+        softhsm.init_token(folder, TOKEN_LABEL, SO_PIN, USER_PIN)
         library(module).reinitialize()  # the module reads SOFTHSM2_CONF at C_Initialize
         with Pkcs11Hsm(module, TOKEN_LABEL, USER_PIN) as hsm:
             hsm.import_key(IMK_LABEL, KeyKind.DES2, IMK, des.kcv(IMK))
             yield hsm
     finally:
         if previous is None:
-            os.environ.pop("SOFTHSM2_CONF", None)
+            os.environ.pop(softhsm.CONF_ENV, None)
         else:
-            os.environ["SOFTHSM2_CONF"] = previous
-        shutil.rmtree(tokens, ignore_errors=True)
+            os.environ[softhsm.CONF_ENV] = previous
+        shutil.rmtree(folder / softhsm.TOKEN_DIR, ignore_errors=True)
 
 
 # --- the whole authorise, with its store ---------------------------------------------------

@@ -11,21 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hce.hsm.pkcs11 import Pkcs11Hsm, library
+from scenarios import softhsm as token
 
-MODULE_CANDIDATES = [
-    "/usr/lib/softhsm/libsofthsm2.so",  # Debian, Ubuntu
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",  # Fedora
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-    "/opt/homebrew/lib/softhsm/libsofthsm2.so",  # macOS
-]
 TOKEN_LABEL = "emvtap-test"
 SO_PIN = "87654321"
 USER_PIN = "1234"
@@ -34,8 +27,7 @@ USER_PIN = "1234"
 def softhsm_module() -> str:
     """SOFTHSM2_MODULE if set, else the first SoftHSMv2 module found; skips (fails in CI)
     when there is none."""
-    candidates = [os.environ.get("SOFTHSM2_MODULE", ""), *MODULE_CANDIDATES]
-    found = next((path for path in candidates if path and Path(path).is_file()), None)
+    found = token.find_module()
     if found is None:
         reason = "no SoftHSMv2 module (libsofthsm2.so); set SOFTHSM2_MODULE"
         if os.environ.get("CI"):
@@ -46,29 +38,7 @@ def softhsm_module() -> str:
 
 def init_token(tmp_path: Path) -> Path:
     """A new token directory and its configuration file; SOFTHSM2_CONF points at it."""
-    token_dir = tmp_path / "softhsm-tokens"
-    token_dir.mkdir()
-    config = tmp_path / "softhsm2.conf"
-    config.write_text(
-        f"directories.tokendir = {token_dir}\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
-    os.environ["SOFTHSM2_CONF"] = str(config)
-    subprocess.run(
-        [
-            "softhsm2-util",
-            "--init-token",
-            "--free",
-            "--label",
-            TOKEN_LABEL,
-            "--so-pin",
-            SO_PIN,
-            "--pin",
-            USER_PIN,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return token_dir
+    return token.init_token(tmp_path, TOKEN_LABEL, SO_PIN, USER_PIN)
 
 
 @contextlib.contextmanager
