@@ -603,8 +603,10 @@ def provision_with(
 # --- the environment ---------------------------------------------------------------------------
 
 
-def _one_scheme(config: ServerConfig, scheme: str) -> ServerConfig:
-    """``config`` with the token BIN of ``scheme`` only."""
+def _tokens_for(config: ServerConfig, profile: CardProfile) -> ServerConfig:
+    """``config`` with the token BIN of ``profile``'s scheme only, for an HCE card; with
+    none for a plastic card, whose server is its issuer host and issues no token."""
+    scheme = None if profile.key_mode == "plastic" else profile.brand
     bins = {name: prefix for name, prefix in config.token_bins.items() if name == scheme}
     return replace(config, token_bins=bins)
 
@@ -641,23 +643,22 @@ class TapEnvironment:
     """A card of one profile, its issuer or token server, a terminal and a host
     (module docstring). Use it as a context manager, or call :meth:`close`.
 
-    ``config`` is the terminal configuration (the shipped default when None); the
-    card's CA key (:attr:`ca_key`) is added to its CA keys, replacing a configured
-    key of the same RID and index, unless ``trust_card_ca`` is False (a terminal
-    that lacks the key, or holds another one under its index). ``random`` gives
-    the Unpredictable Numbers, ``clock`` the terminal's local date and time,
-    ``server_config`` the token server's key limits (None: the defaults, with the
-    token BIN of the card's scheme only, so that the server certifies one issuer
-    key, not one per scheme), ``scenario_clock`` the token
-    server's time and the trace's (real time unless given), ``server`` the phone
-    and token server state of an HCE card (:class:`scenarios.model.ServerState`;
-    None: :data:`PHONE_KEYS` keys, no CDCVM, an active token, replenished when
-    empty). For a plastic card only ``server.token`` counts (a suspended card
-    is declined by its issuer host); ``cdcvm`` is refused. ``hsm`` opens the token
-    server's HSM when the environment is built and is closed by :meth:`close` (e.g.
-    :meth:`scenarios.hsm_spec.Pkcs11Spec.environment_hsm`: a PKCS#11 token under a
-    label prefix of the environment's own, its keys destroyed on close); None: a soft
-    HSM with a master key made now, in the directory.
+    ``config`` is the terminal configuration (the shipped default when None); the card's CA
+    key (:attr:`ca_key`) is added to its CA keys, replacing a configured key of the same RID
+    and index, unless ``trust_card_ca`` is False (a terminal that lacks the key, or holds
+    another one under its index). ``random`` gives the Unpredictable Numbers, ``clock`` the
+    terminal's local date and time, ``server_config`` the token server's key limits (None:
+    the defaults, with the token BIN of an HCE card's scheme only, so that the server
+    certifies one issuer key, not one per scheme; none for a plastic card, so that it
+    certifies none), ``scenario_clock`` the token server's time and the trace's (real time
+    unless given), ``server`` the phone and token server state of an HCE card
+    (:class:`scenarios.model.ServerState`; None: :data:`PHONE_KEYS` keys, no CDCVM, an
+    active token, replenished when empty). For a plastic card only ``server.token`` counts
+    (a suspended card is declined by its issuer host); ``cdcvm`` is refused. ``hsm`` opens
+    the token server's HSM when the environment is built and is closed by :meth:`close`
+    (e.g. :meth:`scenarios.hsm_spec.Pkcs11Spec.environment_hsm`: a PKCS#11 token under a
+    label prefix of the environment's own, its keys destroyed on close); None: a soft HSM
+    with a master key made now, in the directory.
 
     ``remote``: use that running token server over HTTPS instead of making one
     (:mod:`scenarios.remote`); there is then no :attr:`service` or :attr:`hsm`, the
@@ -804,7 +805,7 @@ class TapEnvironment:
             self.hsm,
             self._store,
             self.scenario_clock.now,
-            server_config or _one_scheme(ServerConfig(), self.profile.brand),
+            server_config or _tokens_for(ServerConfig(), self.profile),
         )
         issuer = SoftIssuer(rsa_keys=self._rsa_keys) if self.profile.key_mode == "plastic" else None
         if issuer is not None:

@@ -476,11 +476,17 @@ def test_workers_fork_from_a_forkserver_but_spawn_for_a_pkcs11_hsm() -> None:
 
 
 @pytest.mark.parametrize(
-    ("profile", "scheme"), [("mastercard_mchip_hce", "mastercard"), ("visa_qvsdc_plastic", "visa")]
+    ("profile", "schemes"),
+    [
+        ("mastercard_mchip_hce", {"mastercard"}),
+        ("visa_qvsdc_hce", {"visa"}),
+        ("visa_qvsdc_plastic", set()),
+    ],
 )
-def test_the_environments_token_server_certifies_the_cards_scheme_only(
-    profile: str, scheme: str
+def test_the_environments_token_server_certifies_an_hce_cards_scheme_only(
+    profile: str, schemes: set[str]
 ) -> None:
     with TapEnvironment(profile) as env:
-        assert env.service.config.token_bins.keys() == {scheme}
+        assert env.service.config.token_bins.keys() == schemes
+        assert len(env._issuer_certificates) == len(schemes)
         assert env.tap(1234)[0].approved
