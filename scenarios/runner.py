@@ -23,7 +23,7 @@ pickling (traces included), in the order given, whatever order they finish in; a
 worker that dies errors its scenario instead of hanging the run. The workers are
 forked from a ``forkserver`` that has imported the runner once (a worker starts in
 milliseconds, not the second a ``spawn`` takes), or spawned where there is no
-forkserver and for a PKCS#11 HSM (:func:`_worker_context`). They start with this
+forkserver (:func:`_worker_context`). They start with this
 process's environment variables and folder as they are when :func:`run` is called,
 and with the keys of its pool. As with any such start, a script that calls
 :func:`run` must guard its entry point with ``if __name__ == "__main__":``.
@@ -281,13 +281,12 @@ def _run_indexed(
     return index, result
 
 
-def _worker_context(hsm: HsmSource | None) -> BaseContext:
+def _worker_context() -> BaseContext:
     """How workers start (module docstring): forked from a forkserver that imported
-    this module; spawned where the platform has no forkserver, or for a PKCS#11 HSM
-    (``hsm``): workers forked so failed now and then on a SoftHSMv2 token (logins
-    refused as UserPinNotInitialized or GeneralError, the token not found), which
-    spawned workers never did; why is not understood yet."""
-    if hsm is not None or "forkserver" not in multiprocessing.get_all_start_methods():
+    this module; spawned where the platform has no forkserver. (Workers on one
+    SoftHSMv2 token need no other start: hce/hsm/pkcs11.py opens and closes sessions
+    one process at a time.)"""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", __name__])
@@ -337,7 +336,7 @@ def run(
     keep: Keep = "all",
 ) -> list[ScenarioResult]:
     """Run every scenario; the results in the order given. ``jobs`` > 1 runs them on
-    that many ``spawn``-started worker processes; ``progress`` is called in this
+    that many worker processes (module docstring); ``progress`` is called in this
     process with each result as it comes (in the order they finish); ``hsm`` opens
     each scenario's HSM (module docstring; default: a soft HSM); ``remote`` a running
     token server every scenario uses instead (module docstring); ``link`` how each
@@ -366,7 +365,7 @@ def run(
     done: list[ScenarioResult | None] = [None] * len(items)
     with ProcessPoolExecutor(
         min(jobs, len(items)),
-        mp_context=_worker_context(hsm),
+        mp_context=_worker_context(),
         initializer=_start_worker,
         initargs=(dict(os.environ), os.getcwd(), {} if keys is None else keys.keys()),
     ) as pool:

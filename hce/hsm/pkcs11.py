@@ -80,12 +80,22 @@ objects, which another process may be destroying meanwhile. Without a prefix (th
 server of ``emvtap server``) labels are stored as given and :meth:`Pkcs11Hsm.labels`
 lists the whole token. PKCS#11 login state is per process and token: open one
 Pkcs11Hsm per token at a time in a process (separate processes are independent).
+
+The module is initialised, and sessions opened and closed, one process at a time
+(:func:`_one_process_at_a_time`): with SoftHSMv2 2.6.1 (Debian 12's) two processes
+that initialise it, look a token up and open or close sessions on it at the same
+moment now and then get GeneralError, NoSuchToken or UserPinNotInitialized, or see
+no initialised token, and the process that does may keep failing; what runs inside
+an open session (keys made, used and destroyed) does not need it. Two processes
+opening and closing sessions 300 times each failed in each of a dozen runs without
+the lock, and in none with it (tests/hce/hsm/test_pkcs11_processes.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import fcntl
 import hmac
 import os
 import struct
@@ -200,20 +210,24 @@ CARD_CAPABILITIES = {
 _Object = TypeVar("_Object", bound=pkcs11.Object)
 
 _loading = threading.Lock()
+_libraries: dict[str, Library] = {}  # by path: what library() loaded in this process
 
 
 def library(module: str | os.PathLike[str]) -> Library:
     """The PKCS#11 module at ``module``, loaded and initialised (C_Initialize) once
-    per process, as PKCS#11 allows (python-pkcs11 keeps it); HsmError if it is not
-    there or will not load."""
+    per process, as PKCS#11 allows; HsmError if it is not there or will not load."""
     path = os.fspath(module)
     if not Path(path).is_file():
         raise HsmError(f"PKCS#11 module {path}: no such file")
     with _loading:
-        try:
-            return pkcs11.lib(path)
-        except pkcs11.PKCS11Error as err:
-            raise HsmError(f"PKCS#11 module {path}: cannot be loaded ({err})") from None
+        loaded = _libraries.get(path)
+        if loaded is None:
+            with _one_process_at_a_time(path):  # C_Initialize reads the tokens (module docstring)
+                try:
+                    loaded = _libraries[path] = pkcs11.lib(path)
+                except pkcs11.PKCS11Error as err:
+                    raise HsmError(f"PKCS#11 module {path}: cannot be loaded ({err})") from None
+        return loaded
 
 
 # --- derivation inputs: public data, computed on the host ---------------------------------
@@ -381,6 +395,16 @@ class _CardKeys:
         self._keys.clear()
 
 
+@contextmanager
+def _one_process_at_a_time(module: str | os.PathLike[str]) -> Iterator[None]:
+    """An exclusive flock(2) on the module's file while a token is looked up and a
+    session opened, or a session closed (module docstring): every process that uses
+    the module this way waits its turn; the lock goes with the file's closing."""
+    with open(module, "rb") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        yield
+
+
 def _only_token(module: str | os.PathLike[str]) -> pkcs11.Token:
     """The one initialised token of ``module``; HsmError if there is none or several."""
     where = f"PKCS#11 module {os.fspath(module)}"
@@ -423,14 +447,17 @@ class Pkcs11Hsm(ArqcVerifier):
         *,
         label_prefix: str = "",
     ) -> None:
-        token = _only_token(module) if token_label is None else _token(module, token_label)
-        where = f"PKCS#11 token {token.label!r} of {os.fspath(module)}"
-        try:
-            self._session = token.open(user_pin=user_pin, rw=True)
-        except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinLocked) as err:
-            raise HsmError(f"{where}: login refused ({type(err).__name__})") from None
-        except pkcs11.PKCS11Error as err:
-            raise HsmError(f"{where}: cannot open a session ({type(err).__name__})") from None
+        library(module)  # a clear error for a missing module before its file is opened
+        with _one_process_at_a_time(module):
+            token = _only_token(module) if token_label is None else _token(module, token_label)
+            where = f"PKCS#11 token {token.label!r} of {os.fspath(module)}"
+            try:
+                self._session = token.open(user_pin=user_pin, rw=True)
+            except (pkcs11.PinIncorrect, pkcs11.PinLenRange, pkcs11.PinLocked) as err:
+                raise HsmError(f"{where}: login refused ({type(err).__name__})") from None
+            except pkcs11.PKCS11Error as err:
+                raise HsmError(f"{where}: cannot open a session ({type(err).__name__})") from None
+        self._module = os.fspath(module)
         self._where = where
         self._prefix = label_prefix
         self._lock = threading.Lock()
@@ -466,7 +493,8 @@ class Pkcs11Hsm(ArqcVerifier):
                 self._open = False
                 self._masters.clear()
                 self._cards.forget()
-                self._session.close()
+                with _one_process_at_a_time(self._module):
+                    self._session.close()
 
     def __enter__(self) -> Pkcs11Hsm:
         return self

@@ -470,9 +470,8 @@ def test_workers_see_the_environment_and_folder_of_the_run_not_of_their_forkserv
     assert all(str(not_a_folder) in (r.error or "") for r in results)
 
 
-def test_workers_fork_from_a_forkserver_but_spawn_for_a_pkcs11_hsm() -> None:
-    assert runner._worker_context(None).get_start_method() == "forkserver"
-    assert runner._worker_context(lambda: None).get_start_method() == "spawn"  # type: ignore[arg-type,return-value]
+def test_workers_fork_from_a_forkserver() -> None:
+    assert runner._worker_context().get_start_method() == "forkserver"
 
 
 @pytest.mark.parametrize(

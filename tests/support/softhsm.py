@@ -12,10 +12,13 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
+from hce.hsm.interface import HsmError, KeyKind
 from hce.hsm.pkcs11 import Pkcs11Hsm, library
 from scenarios import softhsm as token
 
@@ -57,3 +60,22 @@ def make_pkcs11_hsm(tmp_path: Path) -> Iterator[Pkcs11Hsm]:
         else:
             os.environ["SOFTHSM2_CONF"] = previous
         shutil.rmtree(token_dir)
+
+
+def open_use_and_close(module: str, start: Barrier, errors: Queue[list[str]], rounds: int) -> None:
+    """``rounds`` times, as a scenario's environment does: a session with a label
+    prefix of its own, a key made and used, the namespace destroyed, the session
+    closed. Puts the errors met on ``errors``."""
+    library(module)
+    start.wait()
+    met = []
+    for round_ in range(rounds):
+        prefix = f"p{os.getpid()}-{round_}/"
+        try:
+            with Pkcs11Hsm(module, TOKEN_LABEL, USER_PIN, label_prefix=prefix) as hsm:
+                hsm.generate_key("lookup", KeyKind.AES128)
+                hsm.keyed_digest("lookup", b"emvtap")
+                hsm.destroy_namespace()
+        except HsmError as err:
+            met.append(str(err))
+    errors.put(met)
