@@ -39,14 +39,16 @@ Plugging in a second brand's applet (e.g. Mastercard M/Chip):
 3. an entry ``"mastercard": MastercardApplet`` (an ``AppletFactory``) in the
    ``APPLETS`` table of :mod:`hce.card.card`, or ``Card(image, keys, applets=...)``.
 
-The applet finds its keys by type: ``PlasticKeys.next_atc(offline_amount=...)``,
-``.mk_ac``, ``.mk_cvc3``; ``HceKeys.take_suk(amount, pin)``, ``.take_luk(amount)``.
+The applet finds its keys by type: ``PlasticKeys.counters`` (read once a command),
+``.advance(counters, offline_amount=...)``, ``.common_session_key(r)``, ``.mk_cvc3``;
+``HceKeys.take_suk(amount, pin)``, ``.take_luk(amount)``.
 """
 
 from hce.card.applet import Applet, AppletFactory, Handler, StatusError
 from hce.card.card import APPLETS, Card
 from hce.card.issuer import SoftIssuer
 from hce.card.keys import (
+    AtcExhausted,
     CardKeys,
     CounterError,
     Counters,
@@ -72,6 +74,7 @@ __all__ = [
     "AppImage",
     "Applet",
     "AppletFactory",
+    "AtcExhausted",
     "BrandRules",
     "Card",
     "CardImage",

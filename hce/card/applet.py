@@ -34,7 +34,7 @@ from emv import dol
 from emv.apdu import CommandApdu, ResponseApdu
 from emv.crypto import ac
 from emv.tlv import Tlv, decode
-from hce.card.keys import CardKeys
+from hce.card.keys import CardKeys, Counters, PlasticKeys
 from hce.card.personalise import AppImage
 
 __all__ = [
@@ -194,6 +194,11 @@ class Applet:
         if value is None:
             raise StatusError(SW_DATA_NOT_FOUND)
         return Tlv(tag, value).to_bytes()
+
+    def plastic_counters(self) -> Counters | None:
+        """A plastic card's counters, read once by the command that needs them (its
+        decision and its ATC come from the same read); None for a phone."""
+        return self.keys.counters if isinstance(self.keys, PlasticKeys) else None
 
     def data_object(self, tag: int) -> bytes | None:
         """A data object GET DATA may read: the ATC (9F36); a brand adds more."""

@@ -5,7 +5,8 @@ It does what ISO/IEC 7816-4 asks of every card, whatever the application:
 * every command gets an answer that ends in a status word, whatever its bytes:
   a command that does not parse is '6700' (wrong length), an unknown class byte
   '6E00', an unknown instruction '6D00', a known instruction in the wrong class
-  '6E00', and an internal failure '6F00' (no precise diagnosis);
+  '6E00', and an internal failure '6F00' (no precise diagnosis), such as a counter
+  file that cannot be read (:class:`hce.card.keys.CounterError`) or written;
 * SELECT by DF name (EMV 4.4 Book 1 §11.3; P1 '04', P2 '00' first or '02' next
   occurrence, else '6A86'): the PPSE '2PAY.SYS.DDF01' answers its FCI with one
   directory entry per application (EMV Contactless Book B §3.3), an AID (or the

@@ -12,6 +12,10 @@
 Both answer :attr:`atc` (the last ATC used, for GET DATA) and
 :attr:`offline_capable`; an applet takes the mode-specific path by type
 (``match keys: case PlasticKeys(): ...``). No key value appears in a repr.
+
+A command that needs a plastic card's counters reads them once
+(:attr:`PlasticKeys.counters`), decides from them, and advances the ATC from those
+(:meth:`PlasticKeys.advance`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+from emv.crypto import des, kd
+from emv.crypto.checks import require_length
 from hce.atomic import replace_atomically
 from hce.wallet import KeyFamily, LukGrant, SukGrant, Wallet
 
@@ -30,6 +37,7 @@ __all__ = [
     "MAX_ATC",
     "RECORD_SIZE",
     "SLOT_OFFSETS",
+    "AtcExhausted",
     "CardKeys",
     "CounterError",
     "CounterStore",
@@ -44,7 +52,22 @@ MAX_ATC = 0xFFFF
 
 
 class CounterError(RuntimeError):
-    """The card's counters cannot advance (ATC at FFFF) or their file is unreadable."""
+    """The card's counters cannot be read or written: their file is unreadable or holds
+    no valid record, a write fell short, or they do not fit a record.
+
+    The card answers such a command '6F00' (no precise diagnosis, ISO/IEC 7816-4 §5.6,
+    :class:`hce.card.card.Card`), whichever command met it (GET DATA, GET PROCESSING
+    OPTIONS, GENERATE AC, COMPUTE CRYPTOGRAPHIC CHECKSUM): the failure is inside the
+    card and no other command, order or interface would get past it. '6985' (conditions
+    of use not satisfied) is kept for what the card refuses by its own rules, as
+    :class:`AtcExhausted`; a kernel takes it as "try another interface" (Book C-3) or
+    "select next" (Book C-2), which a card with broken counters does not deserve.
+    """
+
+
+class AtcExhausted(CounterError):
+    """The ATC has reached FFFF (Book 3 Annex A, 9F36 is 2 bytes): the card is at its end
+    of life and refuses every new cryptogram, '6985' (conditions of use not satisfied)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,11 @@ class Counters:
     atc: int = 0
     offline_count: int = 0
     offline_amount: int = 0
+
+    @property
+    def atc_bytes(self) -> bytes:
+        """The ATC as the card sends it (9F36, b 2)."""
+        return self.atc.to_bytes(2, "big")
 
 
 class CounterStore(Protocol):
@@ -227,13 +255,18 @@ class CardKeys(Protocol):
         ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlasticKeys:
-    """A chip card's ICC master keys and its counter store."""
+    """A chip card's ICC master keys and its counter store. MK-AC is a DES2 key (Book 2
+    A1.4.1), fixed for the life of the card: its cipher is made once, at the first
+    session key (one thread at a time, as the card itself)."""
 
     mk_ac: bytes = field(repr=False)
     store: CounterStore
     mk_cvc3: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        require_length("mk_ac", self.mk_ac, 16)
 
     @property
     def atc(self) -> int:
@@ -245,15 +278,16 @@ class PlasticKeys:
 
     @property
     def counters(self) -> Counters:
+        """The counters as the store holds them now (one read)."""
         return self.store.load()
 
-    def next_atc(self, *, offline_amount: int | None = None) -> bytes:
-        """Advance the ATC by one and persist it (with the offline counters: an offline
-        approval of ``offline_amount`` adds to them, an online or declined one, None,
-        leaves them) before returning the new ATC (2 bytes) to use."""
-        counters = self.store.load()
+    def advance(self, counters: Counters, *, offline_amount: int | None = None) -> Counters:
+        """``counters``, read by this command, with the ATC advanced by one (and, for an
+        offline approval of ``offline_amount``, the offline counters; an online or
+        declined one, None, leaves them), persisted before they are returned: the new
+        ATC is the one to use. :class:`AtcExhausted` at FFFF."""
         if counters.atc >= MAX_ATC:
-            raise CounterError("ATC has reached FFFF: the card is at its end of life")
+            raise AtcExhausted("ATC has reached FFFF: the card is at its end of life")
         if offline_amount is None:
             advanced = Counters(counters.atc + 1, counters.offline_count, counters.offline_amount)
         else:
@@ -263,7 +297,17 @@ class PlasticKeys:
                 counters.offline_amount + offline_amount,
             )
         self.store.save(advanced)
-        return advanced.atc.to_bytes(2, "big")
+        return advanced
+
+    def common_session_key(self, r: bytes) -> bytes:
+        """The TDEA common session key of MK-AC for the 8-byte diversification value R
+        (Book 2 A1.3.1, :func:`emv.crypto.kd.derive_common_sk`): DES3(MK-AC)[F1] ||
+        DES3(MK-AC)[F2], odd parity."""
+        return des.adjust_parity(self._mk_ac_cipher.encrypt(kd.common_sk_derivation_data(r)))
+
+    @cached_property
+    def _mk_ac_cipher(self) -> des.TdeaEcb:
+        return des.TdeaEcb(self.mk_ac)
 
 
 @dataclass

@@ -33,8 +33,10 @@ compute the emvtap CBP-M cryptogram ('C2' IAD, docs/cbp.md): the SUK-UV when the
 phone verified its user with the mobile PIN (CDCVM), else the SUK.
 
 The ATC advances once per transaction, at its first cryptogram (first GENERATE AC
-or COMPUTE CRYPTOGRAPHIC CHECKSUM), and is persisted before the answer; the
-second GENERATE AC belongs to the same transaction, ATC and key.
+or COMPUTE CRYPTOGRAPHIC CHECKSUM), from the counters that command read, and is
+persisted before the answer; the second GENERATE AC belongs to the same
+transaction, ATC and key, and a plastic card's CVN 17/21 counters are those the
+first persisted.
 
 Torn transaction recovery (Book C-2 RECOVER AC, as M/Chip Advance cards do it): a
 card whose image has a DRDOL (9F51) remembers, before it answers each first
@@ -87,7 +89,7 @@ from hce.card.applet import (
     dol_values,
     require,
 )
-from hce.card.keys import CardKeys, CounterError, Counters, HceKeys, PlasticKeys
+from hce.card.keys import AtcExhausted, CardKeys, Counters, HceKeys, PlasticKeys
 from hce.card.personalise import AppImage
 from hce.wallet import SukGrant, WalletError
 
@@ -151,18 +153,23 @@ def mchip_iad(version: str, dki: int, cvr: bytes, counters: bytes) -> bytes:
     return bytes((dki, _IAD_CVN[version])) + cvr + bytes(2) + counters
 
 
+_MadeWith = SukGrant | Counters
+"""What a transaction's cryptograms are made with: a phone's single-use key, or a plastic
+card's counters as its ATC left them (MK-AC is the card's; CVN 17/21 add the counters)."""
+
+
 @dataclass(frozen=True)
 class _FirstAc:
     """What the first GENERATE AC leaves for the second: its CDOL1 data, its Table 26
     data (with the ATC), the card's decision, whether CDA was done, the velocity
-    found, and for a phone the single-use key of the transaction."""
+    found, and what the transaction's cryptograms are made with (:data:`_MadeWith`)."""
 
     cdol1_data: bytes
     data: ac.CryptogramData
     kind: CryptogramType
     cda: bool
     velocity: Velocity
-    grant: SukGrant | None
+    made_with: _MadeWith
 
 
 @dataclass(frozen=True)
@@ -253,17 +260,18 @@ class MastercardApplet(Applet):
         """The first GENERATE AC (Book 3 §9.2, §10.8): decide, advance the ATC, compute."""
         values = dol_values(self.cdol1, cdol1_data)
         spent = amount_authorised(values.get(0x9F02, bytes(6)))
-        velocity = self._velocity(spent)
+        counters = self.plastic_counters()
+        velocity = self._velocity(spent, counters)
         kind = self._decide(requested, spent, velocity)
         cda = self._cda(cda_requested, kind)
         try:
-            atc, grant = self._next_atc(kind, spent)
-        except (WalletError, CounterError):
+            atc, made_with = self._next_atc(kind, spent, counters)
+        except (WalletError, AtcExhausted):
             raise StatusError(SW_CONDITIONS_NOT_SATISFIED) from None
         data = cryptogram_data(values, self.image.profile.aip, atc)
-        first = _FirstAc(cdol1_data, data, kind, cda, velocity, grant)
+        first = _FirstAc(cdol1_data, data, kind, cda, velocity, made_with)
         cvr = mchip_cvr(kind, None, cda_first=cda, cda_second=False, velocity=velocity)
-        iad, cryptogram = self._cryptogram(data, grant, cvr)
+        iad, cryptogram = self._cryptogram(data, made_with, cvr)
         self.first = first if kind == CryptogramType.ARQC else None
         self.done = kind != CryptogramType.ARQC
         answer = self._response(kind, data, iad, cryptogram, cda=cda, cdol1_data=cdol1_data)
@@ -292,19 +300,19 @@ class MastercardApplet(Applet):
         cvr = mchip_cvr(
             first.kind, kind, cda_first=first.cda, cda_second=cda, velocity=first.velocity
         )
-        iad, cryptogram = self._cryptogram(data, first.grant, cvr)
+        iad, cryptogram = self._cryptogram(data, first.made_with, cvr)
         self.first = None
         self.done = True
         return self._response(
             kind, data, iad, cryptogram, cda=cda, cdol1_data=first.cdol1_data, cdol2_data=cdol2_data
         )
 
-    def _velocity(self, spent: int) -> Velocity:
-        """The offline limits this amount would pass (plastic cards that approve offline)."""
+    def _velocity(self, spent: int, counters: Counters | None) -> Velocity:
+        """The offline limits this amount would pass with a plastic card's ``counters``
+        (a card that approves offline)."""
         limits = self.image.profile.limits
-        if not isinstance(self.keys, PlasticKeys) or not limits.consecutive_offline:
+        if counters is None or not limits.consecutive_offline:
             return Velocity()
-        counters = self.keys.counters
         return Velocity(
             consecutive=counters.offline_count >= limits.consecutive_offline,
             cumulative=counters.offline_amount + spent > limits.cumulative_offline,
@@ -333,12 +341,17 @@ class MastercardApplet(Applet):
             and self.image.icc_key is not None
         )
 
-    def _next_atc(self, kind: CryptogramType, spent: int) -> tuple[bytes, SukGrant | None]:
-        """The transaction's ATC, persisted first: the counter store's next one (an offline
-        approval adds to the offline totals), or the wallet's next single-use key."""
+    def _next_atc(
+        self, kind: CryptogramType, spent: int, counters: Counters | None
+    ) -> tuple[bytes, _MadeWith]:
+        """The transaction's ATC, persisted first, and what its cryptograms are made with:
+        a plastic card's ``counters`` advanced (an offline approval adds to the offline
+        totals), or the wallet's next single-use key."""
         if isinstance(self.keys, PlasticKeys):
+            assert counters is not None  # plastic_counters
             offline = spent if kind == CryptogramType.TC else None
-            return self.keys.next_atc(offline_amount=offline), None
+            advanced = self.keys.advance(counters, offline_amount=offline)
+            return advanced.atc_bytes, advanced
         if isinstance(self.keys, HceKeys):
             pin = self.keys.pin if self.keys.cdcvm else None
             grant = self.keys.take_suk(spent, pin)
@@ -346,23 +359,25 @@ class MastercardApplet(Applet):
         raise TypeError(f"no M/Chip cryptogram for keys of type {type(self.keys).__name__}")
 
     def _cryptogram(
-        self, data: ac.CryptogramData, grant: SukGrant | None, cvr: bytes
+        self, data: ac.CryptogramData, made_with: _MadeWith, cvr: bytes
     ) -> tuple[bytes, bytes]:
         """IAD and AC: CBP-M under the transaction's single-use key (a phone), else the
-        M/Chip cryptogram of the profile's version with the M/Chip ``cvr``."""
-        if grant is not None:
+        M/Chip cryptogram of the profile's version with the M/Chip ``cvr``, the session
+        key of MK-AC (M/Chip SKD or Book 2 A1.3.1) and the card's counters."""
+        if isinstance(made_with, SukGrant):
             assert isinstance(self.keys, HceKeys)
-            made = grant.cryptogram(data, _cbp_cvr(self.keys, grant))
+            made = made_with.cryptogram(data, _cbp_cvr(self.keys, made_with))
             return made.iad, made.arqc
         assert isinstance(self.keys, PlasticKeys)
         app = self.image.profile
         version = app.cryptogram_version
-        counters = mchip_counters(self.keys.counters)
+        counters = mchip_counters(made_with)
         iad = mchip_iad(version, app.dki, cvr, counters)
         if version in _MASTERCARD_SKD:
-            key = kd.derive_mastercard_sk(self.keys.mk_ac, data.atc, data.unpredictable_number)
+            r = kd.mastercard_sk_r(data.atc, data.unpredictable_number)
         else:
-            key = kd.derive_common_sk(self.keys.mk_ac, data.atc + bytes(6))
+            r = data.atc + bytes(6)
+        key = self.keys.common_session_key(r)
         if version in _WITH_COUNTERS:
             return iad, ac.generate_ac(key, ac.mastercard_cvn17_input(data, cvr, counters))
         return iad, ac.generate_ac(key, ac.mastercard_cvn16_input(data, cvr))
@@ -434,8 +449,8 @@ class MastercardApplet(Applet):
         values = dol_values(self.udol, command.data)
         un = dol.fit_value(0x9F6A, values.get(0x9F6A, bytes(4)), 4)
         try:
-            atc = keys.next_atc()
-        except CounterError:
+            atc = keys.advance(keys.counters).atc_bytes
+        except AtcExhausted:
             raise StatusError(SW_CONDITIONS_NOT_SATISFIED) from None
         self.done = True
         objects = [Tlv.primitive(0x9F61, _cvc3(keys.mk_cvc3, self.image.data[0x9F6B], atc, un))]

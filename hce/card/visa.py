@@ -38,7 +38,7 @@ from dataclasses import replace
 from emv import dol
 from emv.apdu import CommandApdu, CryptogramType
 from emv.bitfields import AIP, CTQ, TTQ
-from emv.crypto import ac, cbp, kd, oda
+from emv.crypto import ac, cbp, oda
 from emv.tlv import Tlv
 from hce.card.applet import (
     CLA_EMV,
@@ -53,7 +53,7 @@ from hce.card.applet import (
     dol_values,
     require,
 )
-from hce.card.keys import CardKeys, CounterError, HceKeys, PlasticKeys
+from hce.card.keys import AtcExhausted, CardKeys, Counters, HceKeys, PlasticKeys
 from hce.card.personalise import AppImage
 from hce.wallet import WalletError
 
@@ -129,11 +129,12 @@ class VisaApplet(Applet):
         ttq = TTQ.from_bytes(dol.fit_value(0x9F66, values.get(0x9F66, bytes(4)), 4))
         require(ttq.emv_mode_supported, SW_CONDITIONS_NOT_SATISFIED)
         amount = amount_authorised(values.get(0x9F02, bytes(6)))
-        kind = self._decide(ttq, amount)
+        counters = self.plastic_counters()
+        kind = self._decide(ttq, amount, counters)
         ctq = self._ctq(ttq, amount, kind)
         try:
-            atc, iad, cryptogram = self._cryptogram(kind, values, amount, ttq)
-        except (WalletError, CounterError):
+            atc, iad, cryptogram = self._cryptogram(kind, values, amount, ttq, counters)
+        except (WalletError, AtcExhausted):
             raise StatusError(SW_CONDITIONS_NOT_SATISFIED) from None
         self.processing = True
         objects = self._response_objects(atc, iad, cryptogram, kind, ctq)
@@ -145,32 +146,31 @@ class VisaApplet(Applet):
         """The PDOL data out of the Command Template '83' (Book 3 §6.5.8.3), by tag."""
         return dol_values(self.pdol, command_template(data))
 
-    def _decide(self, ttq: TTQ, amount: int) -> CryptogramType:
-        """The card's decision (module docstring)."""
+    def _decide(self, ttq: TTQ, amount: int, counters: Counters | None) -> CryptogramType:
+        """The card's decision (module docstring), from the plastic card's ``counters``."""
         online_capable = not ttq.offline_only_reader
         if online_capable and ttq.online_cryptogram_required:
             return CryptogramType.ARQC
-        if self._may_approve_offline(amount):
+        if self._may_approve_offline(amount, counters):
             return CryptogramType.TC
         return CryptogramType.ARQC if online_capable else CryptogramType.AAC
 
-    def _may_approve_offline(self, amount: int) -> bool:
+    def _may_approve_offline(self, amount: int, counters: Counters | None) -> bool:
         limits = self.image.profile.limits
         return (
-            isinstance(self.keys, PlasticKeys)
+            counters is not None
             and self.image.icc_key is not None
             and limits.consecutive_offline > 0
             and amount <= limits.offline_transaction
-            and not self._velocity_exceeded(amount)
+            and not self._velocity_exceeded(amount, counters)
         )
 
-    def _velocity_exceeded(self, amount: int) -> bool:
-        """The offline counters since the last online transaction would pass the card's
-        limits with this amount (VIS CVR byte 2 bit 6)."""
+    def _velocity_exceeded(self, amount: int, counters: Counters | None) -> bool:
+        """The plastic card's offline ``counters`` since the last online transaction would
+        pass the card's limits with this amount (VIS CVR byte 2 bit 6)."""
         limits = self.image.profile.limits
-        if not isinstance(self.keys, PlasticKeys) or not limits.consecutive_offline:
+        if counters is None or not limits.consecutive_offline:
             return False
-        counters = self.keys.counters
         return (
             counters.offline_count >= limits.consecutive_offline
             or counters.offline_amount + amount > limits.cumulative_offline
@@ -197,19 +197,22 @@ class VisaApplet(Applet):
         values: Mapping[int, bytes],
         amount: int,
         ttq: TTQ,
+        counters: Counters | None,
     ) -> tuple[bytes, bytes, bytes]:
         """ATC (persisted first), IAD and application cryptogram for this key mode, over
-        the Table 26 data of the PDOL ``values`` with that ATC."""
+        the Table 26 data of the PDOL ``values`` with that ATC; a plastic card's ATC
+        advances from its ``counters``."""
         app = self.image.profile
         if isinstance(self.keys, PlasticKeys):
-            velocity_exceeded = self._velocity_exceeded(amount)
+            assert counters is not None  # plastic_counters
+            velocity_exceeded = self._velocity_exceeded(amount, counters)
             offline = amount if kind == CryptogramType.TC else None
-            atc = self.keys.next_atc(offline_amount=offline)
+            atc = self.keys.advance(counters, offline_amount=offline).atc_bytes
             cvr = visa_cvr(
                 kind, unable_online=ttq.offline_only_reader, velocity_exceeded=velocity_exceeded
             )
             iad = visa_iad(app.cryptogram_version, app.dki, cvr)
-            session_key = kd.derive_common_sk(self.keys.mk_ac, atc + bytes(6))
+            session_key = self.keys.common_session_key(atc + bytes(6))
             data = cryptogram_data(values, app.aip, atc)
             return atc, iad, ac.generate_ac(session_key, ac.visa_cvn18_input(data, iad))
         if isinstance(self.keys, HceKeys):

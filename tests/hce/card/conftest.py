@@ -19,6 +19,7 @@ from emv.crypto.wrap import BatchHeader, BatchKey, BatchKind
 from hce.card import (
     Card,
     CardProfile,
+    Counters,
     FileCounterStore,
     HceKeys,
     SoftIssuer,
@@ -116,6 +117,27 @@ def hce_profile() -> CardProfile:
 @pytest.fixture
 def counter_file(tmp_path: Path) -> Path:
     return tmp_path / "counters"
+
+
+class CountingStore:
+    """A counter store over the counter file that tells each load and save it passes on."""
+
+    def __init__(self, store: FileCounterStore) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def load(self) -> Counters:
+        self.calls.append("load")
+        return self.store.load()
+
+    def save(self, counters: Counters) -> None:
+        self.calls.append("save")
+        self.store.save(counters)
+
+
+@pytest.fixture
+def counting_store(counter_file: Path) -> CountingStore:
+    return CountingStore(FileCounterStore(counter_file))
 
 
 @pytest.fixture

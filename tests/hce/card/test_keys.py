@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from emv.crypto import kd
 from hce.card.keys import (
     MAX_ATC,
     RECORD_SIZE,
     SLOT_OFFSETS,
+    AtcExhausted,
     CounterError,
     Counters,
     FileCounterStore,
@@ -201,18 +203,48 @@ def test_counters_that_do_not_fit_a_record_are_refused(path: Path) -> None:
 # --- the ATC through the store ---------------------------------------------------------------
 
 
-def test_next_atc_persists_before_it_answers(path: Path) -> None:
+def test_advance_persists_before_it_answers(path: Path) -> None:
     keys = PlasticKeys(mk_ac=bytes(16), store=FileCounterStore(path))
-    assert keys.next_atc() == b"\x00\x01"
-    assert keys.next_atc(offline_amount=250) == b"\x00\x02"
+    first = keys.advance(keys.counters)
+    assert (first, first.atc_bytes) == (Counters(1), b"\x00\x01")
+    assert keys.advance(first, offline_amount=250) == Counters(2, 1, 250)
     assert FileCounterStore(path).load() == Counters(2, 1, 250)
     assert (keys.atc, keys.counters) == (2, Counters(2, 1, 250))
-    assert keys.next_atc() == b"\x00\x03"
-    assert keys.counters == Counters(3, 1, 250)  # online: the offline totals stay
+    assert keys.advance(keys.counters) == Counters(3, 1, 250)  # online: the offline totals stay
+    assert keys.counters == Counters(3, 1, 250)
 
 
 def test_the_atc_stops_at_ffff() -> None:
     keys = PlasticKeys(mk_ac=bytes(16), store=MemoryCounterStore(Counters(MAX_ATC)))
-    with pytest.raises(CounterError, match="ATC has reached FFFF"):
-        keys.next_atc()
+    with pytest.raises(AtcExhausted, match="ATC has reached FFFF"):
+        keys.advance(keys.counters)
     assert keys.counters == Counters(MAX_ATC)
+    assert issubclass(AtcExhausted, CounterError)
+
+
+# --- the session keys of MK-AC --------------------------------------------------------------------
+
+
+MK_AC = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+
+
+@pytest.mark.parametrize(
+    "r",
+    [
+        b"\x00\x01" + bytes(6),  # ATC || '00'x6 (Book 2 A1.3.1)
+        b"\xfe\xdc" + bytes(6),
+        kd.mastercard_sk_r(b"\x01\x02", bytes.fromhex("1A2B3C4D")),  # M/Chip SKD
+    ],
+)
+def test_the_common_session_key_is_book_2_a1_3_1(r: bytes) -> None:
+    keys = PlasticKeys(mk_ac=MK_AC, store=MemoryCounterStore())
+    assert keys.common_session_key(r) == kd.derive_common_sk(MK_AC, r)
+    assert keys.common_session_key(r) == kd.derive_common_sk(MK_AC, r)  # the kept cipher again
+
+
+def test_plastic_keys_take_a_des2_mk_ac_and_show_no_key() -> None:
+    with pytest.raises(ValueError, match="mk_ac"):
+        PlasticKeys(mk_ac=bytes(24), store=MemoryCounterStore())
+    keys = PlasticKeys(mk_ac=MK_AC, store=MemoryCounterStore(), mk_cvc3=MK_AC)
+    keys.common_session_key(bytes(8))
+    assert MK_AC.hex() not in repr(keys).lower() and "TdeaEcb" not in repr(keys)

@@ -15,7 +15,16 @@ import pytest
 from emv import apdu, dol, tlv
 from emv.apdu import CryptogramType
 from emv.crypto import ac, cbp, cvc3, kd, oda
-from hce.card import Card, CardProfile, FileCounterStore, ProfileError, SoftIssuer
+from hce.card import (
+    Card,
+    CardProfile,
+    Counters,
+    FileCounterStore,
+    ProfileError,
+    SoftIssuer,
+    personalise,
+)
+from hce.card.keys import MAX_ATC
 from hce.card.mastercard import Velocity, mchip_cvr
 from hce.card.profile import parse_profile
 
@@ -315,6 +324,57 @@ def test_cumulative_offline_limit(make_mc, connect) -> None:
     assert start(connect(card)).first_ac(TC, amount=5000)[0x9F27] == b"\x40"
     last = start(connect(card)).first_ac(TC, amount=1)
     assert last[0x9F27] == b"\x80" and last[0x9F10][6] == 0x10
+
+
+@pytest.mark.parametrize("version", ["16", "17"])
+def test_a_transaction_reads_the_counters_once_and_saves_them_once(
+    issuer, mc_plastic_profile, counting_store, connect, version
+) -> None:
+    app = dataclasses.replace(mc_plastic_profile.applications[0], cryptogram_version=version)
+    profile = dataclasses.replace(mc_plastic_profile, applications=(app,))
+    image = personalise(profile, issuer.signer(profile))
+    card = Card(image, issuer.plastic_keys(profile, counting_store))
+    start(connect(card)).first_ac(TC, amount=100)
+    assert counting_store.calls == ["load", "save"]
+    tap = start(connect(card))
+    first = tap.first_ac(ARQC, amount=1500)
+    second = tap.second_ac(TC)  # the counters the first persisted: no read
+    assert counting_store.calls == ["load", "save"] * 2
+    assert first[0x9F10][10:] == second[0x9F10][10:]  # CVN 17: the same counters
+    data = table26(tap, second, 1500)
+    assert second[0x9F26] == issuer_ac(issuer, profile, data, second[0x9F10])
+
+
+def magstripe_sw(reader: Any) -> int:
+    """GET PROCESSING OPTIONS, then the status word of COMPUTE CRYPTOGRAPHIC CHECKSUM."""
+    tap = start(reader)
+    udol = tlv.index(tap.records_data())[0x9F69]
+    un = dol.build_dol_data(dol.parse_dol(udol), {0x9F6A: bytes.fromhex("00004321")})
+    return reader.sw(apdu.compute_cryptographic_checksum(un))
+
+
+@pytest.mark.parametrize("damage", ["no valid record", "unreadable"])
+def test_counters_that_cannot_be_read_are_6f00(mc, counter_file, damage) -> None:
+    start(mc).first_ac(ARQC)
+    if damage == "unreadable":
+        counter_file.unlink()
+        counter_file.mkdir()
+    else:
+        counter_file.write_bytes(b"\xa5" * 100)
+    for kind in (AAC, TC, ARQC):
+        assert start(mc).send_first_ac(kind).sw == 0x6F00
+    assert magstripe_sw(mc) == 0x6F00
+    assert mc.sw(apdu.get_data(0x9F36)) == 0x6F00
+
+
+def test_an_atc_at_ffff_is_6985(make_mc, connect, counter_file) -> None:
+    FileCounterStore(counter_file).save(Counters(MAX_ATC))
+    mc = connect(make_mc())
+    for kind in (AAC, TC, ARQC):
+        assert start(mc).send_first_ac(kind).sw == 0x6985
+    assert magstripe_sw(mc) == 0x6985
+    assert mc.send(apdu.get_data(0x9F36)).data == bytes.fromhex("9F3602FFFF")
+    assert FileCounterStore(counter_file).load() == Counters(MAX_ATC)
 
 
 def test_mchip_cvr_bits() -> None:

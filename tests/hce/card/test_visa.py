@@ -12,7 +12,8 @@ import pytest
 from emv import apdu, tlv
 from emv.bitfields import CTQ, TTQ
 from emv.crypto import ac, cbp, kd, oda
-from hce.card import CardProfile, FileCounterStore, SoftIssuer
+from hce.card import Card, CardProfile, Counters, FileCounterStore, SoftIssuer, personalise
+from hce.card.keys import MAX_ATC
 
 HCE_IMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # conftest's wallet batch
 TODAY = date(2026, 3, 15)
@@ -146,6 +147,55 @@ def test_the_atc_advances_by_one_per_cryptogram_and_is_persisted(
     reopened = connect(make_plastic())
     assert reopened.tap(ttq=ONLINE_REQUIRED)[0x9F36] == b"\x00\x03"
     assert reopened.send(apdu.get_data(0x9F36)).data == bytes.fromhex("9F36020003")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [(1500, ONLINE_REQUIRED), (1500, ONLINE), (100, ONLINE), (100, OFFLINE_ONLY)],
+    ids=["online required", "online", "offline approval", "offline-only reader"],
+)
+def test_a_gpo_reads_the_counters_once_and_saves_them_once(
+    issuer, plastic_profile, counting_store, connect, case
+) -> None:
+    amount, ttq = case
+    image = personalise(plastic_profile, issuer.signer(plastic_profile))
+    reader = connect(Card(image, issuer.plastic_keys(plastic_profile, counting_store)))
+    assert reader.tap(amount=amount, ttq=ttq)[0x9F36] == b"\x00\x01"
+    assert counting_store.calls == ["load", "save"]
+
+
+def gpo_sw(reader, ttq: TTQ, amount: int = 1500) -> int:
+    """PPSE, SELECT, then the status word of GET PROCESSING OPTIONS."""
+    reader.send(apdu.select_ppse())
+    fci = reader.select(bytes.fromhex("A0000000031010"))
+    return reader.sw(apdu.get_processing_options(reader.pdol_data(fci, amount, ttq)))
+
+
+@pytest.mark.parametrize("ttq", [ONLINE_REQUIRED, ONLINE, OFFLINE_ONLY])
+@pytest.mark.parametrize("damage", ["no valid record", "unreadable"])
+def test_counters_that_cannot_be_read_are_6f00_whatever_the_path(
+    make_plastic, connect, counter_file, ttq, damage
+) -> None:
+    card = make_plastic()
+    connect(card).tap(ttq=ONLINE_REQUIRED)
+    if damage == "unreadable":
+        counter_file.unlink()
+        counter_file.mkdir()
+    else:
+        counter_file.write_bytes(b"\xa5" * 100)
+    reader = connect(card)
+    assert gpo_sw(reader, ttq, amount=100) == 0x6F00
+    assert reader.sw(apdu.read_record(2, 1)) == 0x6985  # no processing options given
+    assert reader.sw(apdu.get_data(0x9F36)) == 0x6F00
+
+
+@pytest.mark.parametrize("ttq", [ONLINE_REQUIRED, ONLINE, OFFLINE_ONLY])
+def test_an_atc_at_ffff_is_6985(make_plastic, connect, counter_file, ttq) -> None:
+    FileCounterStore(counter_file).save(Counters(MAX_ATC))
+    reader = connect(make_plastic())
+    assert gpo_sw(reader, ttq, amount=100) == 0x6985
+    assert reader.send(apdu.get_data(0x9F36)).data == bytes.fromhex("9F3602FFFF")
+    assert FileCounterStore(counter_file).load() == Counters(MAX_ATC)
 
 
 def test_no_oda_for_online_when_the_reader_does_not_ask(plastic) -> None:
