@@ -78,6 +78,16 @@ class _SecretKey:
         with self._lock:
             return self._tdea.encrypt(data)
 
+    @cached_property
+    def _cmac(self) -> mac.AesCmacKey:
+        return mac.AesCmacKey(self.value)
+
+    def cmac(self, data: bytes) -> bytes:
+        """AES-CMAC (RFC 4493) of ``data`` under this AES key, with the context made at
+        the first call and kept: the look-up key digests the PAN of every authorisation."""
+        with self._lock:
+            return self._cmac.mac(data)
+
 
 _Key = _SecretKey | oda.RsaPrivateKey
 
@@ -194,8 +204,9 @@ class SoftHsm(ArqcVerifier):
     """The embedded HSM: keys in memory and in a key file sealed under a master key.
 
     Thread-safe: one lock guards the key set and the key file; the cryptography
-    runs outside it on immutable key values, and on the cipher a DES2 key keeps for
-    the derivations under it, which calls take turns on.
+    runs outside it on immutable key values, on the cipher a DES2 key keeps for the
+    derivations under it and on the CMAC context an AES key keeps for its digests,
+    which calls take turns on.
     """
 
     def __init__(
@@ -428,7 +439,7 @@ class SoftHsm(ArqcVerifier):
             raise failed from None
 
     def keyed_digest(self, label: str, data: bytes) -> bytes:
-        return mac.aes_cmac(self._secret("keyed_digest", label, AES_KINDS).value, data)
+        return self._secret("keyed_digest", label, AES_KINDS).cmac(data)
 
 
 def _batch_key(

@@ -58,6 +58,7 @@ from hce.server.store import (
     IssuedKeyRow,
     IssuerCertificateRow,
     KeyFamily,
+    KeyUsage,
     ReconciliationRow,
     Role,
     Store,
@@ -235,10 +236,13 @@ class TokenService:
         *,
         detail: str = "",
     ) -> None:
-        """One audit entry (and a log line); ``actor`` None for an anonymous caller."""
+        """One audit entry (and a log line, formatted only when the logger is on);
+        ``actor`` None for an anonymous caller."""
         role, name = ("anonymous", "-") if actor is None else (actor.role, actor.name)
         entry = AuditEntry(self._now(), role, name, action, subject, result, detail)
         tx.add_audit(entry)
+        if not audit_logger.isEnabledFor(logging.INFO):
+            return
         audit_logger.info(
             "%s %s:%s %s %s -> %s %s",
             entry.at.isoformat(),
@@ -835,22 +839,23 @@ class TokenService:
             request = authz.parse_request(icc_data)
         except authz.MalformedRequest as err:
             return _Decision("malformed", detail=str(err))
-        token = tx.token_by_pan_digest(vault.pan_digest(self._hsm, request.pan))
-        if token is None or not _same_card(token, request):
+        found_token = tx.token_at_atc(vault.pan_digest(self._hsm, request.pan), request.atc)
+        if found_token is None or not _same_card(found_token.token, request):
             return _Decision("unknown_token", request)
+        token, replay = found_token
         if token.kind == "card":
-            return self._decide_plastic(tx, token, request)
+            return self._decide_plastic(token, request, replay=replay)
         try:
             key = authz.claimed_key(request)
         except authz.MalformedRequest as err:
             return _Decision("malformed", request, token, detail=str(err))
-        issued = tx.issued_key(token.token_id, key.family, key.ident)
-        if issued is None or (key.user_verified and not issued.user_verified):
+        usage = tx.key_usage(token.token_id, key.family, key.ident)
+        if usage is None or (key.user_verified and not usage.key.user_verified):
             return _Decision("unknown_key", request, token)
-        found = _Decision("approved", request, token, key, issued.device_id)
-        if tx.atc_approved(token.token_id, request.atc):
+        found = _Decision("approved", request, token, key, usage.key.device_id)
+        if replay:
             return dataclasses.replace(found, reason="replay")
-        reason = self._limits(tx, token, issued, request, key.use_count)
+        reason = self._limits(token, usage, request, key.use_count)
         path = KeyPath(IMK_AC, self._icc(token, request.pan), key.limited_use, key.session)
         method: Literal[1, 2] = 1 if key.family == "LUK" else 2  # CBP-V: 1, CBP-M: 2 with a CSU
         return self._verified(
@@ -858,17 +863,18 @@ class TokenService:
         )
 
     def _decide_plastic(
-        self, tx: StoreTransaction, card: TokenRow, request: AuthorisationRequest
+        self, card: TokenRow, request: AuthorisationRequest, *, replay: bool
     ) -> _Decision:
         """The issuer host's checks on a plastic card's ARQC (EMV Book 2 §8.1), by its
-        cryptogram version, inside the HSM under MK-AC Option A from the IMK-AC."""
+        cryptogram version, inside the HSM under MK-AC Option A from the IMK-AC; ``replay``
+        when the card's ATC is approved already."""
         assert card.cryptogram_version is not None  # every card row has one (enrol_card)
         try:
             plastic = issuer_host.plastic_cryptogram(card.cryptogram_version, request)
         except authz.MalformedRequest as err:
             return _Decision("malformed", request, card, detail=str(err))
         found = _Decision("approved", request, card)
-        if tx.atc_approved(card.token_id, request.atc):
+        if replay:
             return dataclasses.replace(found, reason="replay")
         reason: Reason = "approved" if card.status == "active" else "suspended_token"
         path = KeyPath(IMK_AC, self._icc(card, request.pan), session=plastic.session)
@@ -913,22 +919,17 @@ class TokenService:
         return dataclasses.replace(found, reason=reason, arpc=answer, csu=csu)
 
     def _limits(
-        self,
-        tx: StoreTransaction,
-        token: TokenRow,
-        issued: IssuedKeyRow,
-        request: AuthorisationRequest,
-        use_count: int,
+        self, token: TokenRow, usage: KeyUsage, request: AuthorisationRequest, use_count: int
     ) -> Reason:
         """docs/cbp.md "Limits of a LUK": status, expiry, count, cumulative amount."""
+        issued = usage.key
         if token.status != "active":
             return "suspended_token"
         if provisioning.hour_of(self._now()) >= issued.expiry_hour:
             return "expired_key"
-        approvals, approved_amount = tx.key_usage(token.token_id, issued.family, issued.ident)
-        if approvals >= issued.max_transactions or use_count > issued.max_transactions:
+        if usage.approvals >= issued.max_transactions or use_count > issued.max_transactions:
             return "over_count"
-        if approved_amount + request.amount > issued.max_amount:
+        if usage.approved_amount + request.amount > issued.max_amount:
             return "over_amount"
         return "approved"
 

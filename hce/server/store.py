@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol, cast
+from typing import Literal, NamedTuple, Protocol, cast
 
 from hce.server.errors import StoreError
 
@@ -33,11 +33,13 @@ __all__ = [
     "IssuedKeyRow",
     "IssuerCertificateRow",
     "KeyFamily",
+    "KeyUsage",
     "ReconciliationRow",
     "Role",
     "SqliteStore",
     "Store",
     "StoreTransaction",
+    "TokenAtAtc",
     "TokenKind",
     "TokenRow",
     "TokenStatus",
@@ -139,6 +141,21 @@ class IssuedKeyRow:
     expiry_hour: int
 
 
+class TokenAtAtc(NamedTuple):
+    """A token, and whether one ATC of it is approved already: an authorisation's first read."""
+
+    token: TokenRow
+    atc_approved: bool
+
+
+class KeyUsage(NamedTuple):
+    """An issued key and what was approved on it: an authorisation's read of a token's key."""
+
+    key: IssuedKeyRow
+    approvals: int
+    approved_amount: int
+
+
 @dataclass(frozen=True)
 class AuthorisationRow:
     """One decision on an ARQC. Fields the request did not yield are None."""
@@ -196,6 +213,10 @@ class StoreTransaction(Protocol):
     def add_token(self, row: TokenRow) -> None: ...
     def token(self, token_id: str) -> TokenRow | None: ...
     def token_by_pan_digest(self, digest: bytes) -> TokenRow | None: ...
+    def token_at_atc(self, digest: bytes, atc: int) -> TokenAtAtc | None:
+        """The token of a PAN digest, and whether that ``atc`` of it is approved already."""
+        ...
+
     def set_token_status(self, token_id: str, status: TokenStatus) -> None: ...
     def allocate_atcs(self, token_id: str, count: int) -> int:
         """Reserve ``count`` ATCs of the token; returns the first."""
@@ -209,16 +230,14 @@ class StoreTransaction(Protocol):
 
     def add_batch(self, row: BatchRow, keys: list[IssuedKeyRow]) -> None: ...
     def last_key_ident(self, token_id: str, family: KeyFamily) -> int | None: ...
-    def issued_key(self, token_id: str, family: KeyFamily, ident: int) -> IssuedKeyRow | None: ...
+    def key_usage(self, token_id: str, family: KeyFamily, ident: int) -> KeyUsage | None:
+        """An issued key of the token with its approvals and approved amount, if issued."""
+        ...
+
     def issued_keys(self, device_id: str) -> list[IssuedKeyRow]: ...
 
     def add_authorisation(self, row: AuthorisationRow) -> None:
         """Record a decision; :class:`DuplicateApproval` for a second approved ATC."""
-        ...
-
-    def atc_approved(self, token_id: str, atc: int) -> bool: ...
-    def key_usage(self, token_id: str, family: KeyFamily, ident: int) -> tuple[int, int]:
-        """(approvals, approved amount) on one issued key."""
         ...
 
     def authorisations(self, device_id: str) -> list[AuthorisationRow]: ...
@@ -429,9 +448,7 @@ class _SqliteTransaction:
         )
 
     @staticmethod
-    def _token(r: sqlite3.Row | None) -> TokenRow | None:
-        if r is None:
-            return None
+    def _token(r: sqlite3.Row) -> TokenRow:
         return TokenRow(
             r["token_id"],
             r["scheme"],
@@ -449,10 +466,22 @@ class _SqliteTransaction:
         )
 
     def token(self, token_id: str) -> TokenRow | None:
-        return self._token(self._one("SELECT * FROM tokens WHERE token_id = ?", token_id))
+        r = self._one("SELECT * FROM tokens WHERE token_id = ?", token_id)
+        return None if r is None else self._token(r)
 
     def token_by_pan_digest(self, digest: bytes) -> TokenRow | None:
-        return self._token(self._one("SELECT * FROM tokens WHERE token_pan_digest = ?", digest))
+        r = self._one("SELECT * FROM tokens WHERE token_pan_digest = ?", digest)
+        return None if r is None else self._token(r)
+
+    def token_at_atc(self, digest: bytes, atc: int) -> TokenAtAtc | None:
+        r = self._one(
+            "SELECT *, EXISTS (SELECT 1 FROM authorisations AS a WHERE a.token_id ="
+            " tokens.token_id AND a.atc = ? AND a.decision = 'approved') AS atc_approved"
+            " FROM tokens WHERE token_pan_digest = ?",
+            atc,
+            digest,
+        )
+        return None if r is None else TokenAtAtc(self._token(r), bool(r["atc_approved"]))
 
     def set_token_status(self, token_id: str, status: TokenStatus) -> None:
         self._db.execute("UPDATE tokens SET status = ? WHERE token_id = ?", (status, token_id))
@@ -533,14 +562,22 @@ class _SqliteTransaction:
             r["expiry_hour"],
         )
 
-    def issued_key(self, token_id: str, family: KeyFamily, ident: int) -> IssuedKeyRow | None:
+    def key_usage(self, token_id: str, family: KeyFamily, ident: int) -> KeyUsage | None:
         r = self._one(
-            "SELECT * FROM issued_keys WHERE token_id = ? AND family = ? AND ident = ?",
+            "SELECT k.*, count(a.authorisation_id) AS approvals,"
+            " coalesce(sum(a.amount), 0) AS approved_amount"
+            " FROM issued_keys AS k LEFT JOIN authorisations AS a"
+            " ON a.token_id = k.token_id AND a.family = k.family AND a.key_ident = k.ident"
+            " AND a.decision = 'approved'"
+            " WHERE k.token_id = ? AND k.family = ? AND k.ident = ?"
+            " GROUP BY k.token_id, k.family, k.ident",
             token_id,
             family,
             ident,
         )
-        return None if r is None else self._issued_key(r)
+        if r is None:
+            return None
+        return KeyUsage(self._issued_key(r), int(r["approvals"]), int(r["approved_amount"]))
 
     def issued_keys(self, device_id: str) -> list[IssuedKeyRow]:
         rows = self._all(
@@ -574,24 +611,6 @@ class _SqliteTransaction:
                     f"token {row.token_id}: ATC {row.atc} is already approved"
                 ) from None
             raise
-
-    def atc_approved(self, token_id: str, atc: int) -> bool:
-        r = self._one(
-            "SELECT 1 FROM authorisations WHERE token_id = ? AND atc = ? AND decision = 'approved'",
-            token_id,
-            atc,
-        )
-        return r is not None
-
-    def key_usage(self, token_id: str, family: KeyFamily, ident: int) -> tuple[int, int]:
-        r = self._one(
-            "SELECT count(*) AS n, coalesce(sum(amount), 0) AS total FROM authorisations"
-            " WHERE token_id = ? AND family = ? AND key_ident = ? AND decision = 'approved'",
-            token_id,
-            family,
-            ident,
-        )
-        return (0, 0) if r is None else (int(r["n"]), int(r["total"]))
 
     def authorisations(self, device_id: str) -> list[AuthorisationRow]:
         rows = self._all(

@@ -98,6 +98,17 @@ def test_aes_cmac_agrees_with_rfc_4493_construction(key: bytes, data: bytes) -> 
     assert mac.aes_cmac(key, data) == _cmac_by_the_rfc(key, data)
 
 
+@given(
+    key=st.sampled_from([16, 24, 32]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    messages=st.lists(data_strategy, max_size=4),
+)
+def test_an_aes_cmac_key_serves_several_macs(key: bytes, messages: list[bytes]) -> None:
+    prepared = mac.AesCmacKey(key)
+    for data in messages * 2:  # nothing carries over from one MAC to the next
+        assert prepared.mac(data) == _cmac_by_the_rfc(key, data)
+    assert key.hex() not in repr(prepared).lower()
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

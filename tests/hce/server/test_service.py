@@ -3,6 +3,7 @@ database that holds no PAN, key, PIN or credential in clear."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -209,6 +210,21 @@ def test_every_operation_is_audited_without_secrets(server, make_card, kit):
         card.token_id,
         "approved",
     )
+
+
+def test_the_audit_log_line_names_no_secret_and_is_made_only_when_logged(
+    server, make_card, kit, caplog
+):
+    card = make_card("visa")
+    with caplog.at_level(logging.WARNING, logger="emvtap.server.audit"):
+        server.service.authorise(kit.tap_v(card, 1).icc, actor=server.acquirer)
+    assert not [r for r in caplog.records if r.name == "emvtap.server.audit"]
+    with caplog.at_level(logging.INFO, logger="emvtap.server.audit"):
+        answer = server.service.authorise(kit.tap_v(card, 2).icc, actor=server.acquirer)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "emvtap.server.audit"]
+    assert f"acquirer:{server.acquirer.name} authorise {card.token_id} -> approved" in line
+    assert f"id={answer.authorisation_id} reason=approved atc=2" in line
+    assert card.token_pan not in line and kit.funding_pan not in line
 
 
 def test_a_token_lives_on_one_device(server, make_card):

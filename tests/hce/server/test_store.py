@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from hce.server import SqliteStore, StoreError
-from hce.server.store import AuthorisationRow, DuplicateApproval, TokenRow
+from hce.server.store import (
+    AuthorisationRow,
+    BatchRow,
+    DeviceRow,
+    DuplicateApproval,
+    IssuedKeyRow,
+    TokenRow,
+)
 
 AT = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -54,8 +61,25 @@ def test_one_approval_per_atc_is_a_unique_index(tmp_path):
         with pytest.raises(DuplicateApproval):
             tx.add_authorisation(_approval("a3"))
     with store.transaction() as tx:
-        assert tx.atc_approved("00" * 8, 7)
-        assert tx.key_usage("00" * 8, "LUK", 1) == (1, 100)
+        assert tx.token_at_atc(b"d" * 16, 7) == (_token(), True)
+        assert tx.token_at_atc(b"d" * 16, 8) == (_token(), False)
+        assert tx.token_at_atc(b"x" * 16, 7) is None
+    store.close()
+
+
+def test_key_usage_counts_the_approvals_on_one_issued_key(tmp_path):
+    store = SqliteStore(tmp_path / "s.db")
+    key = IssuedKeyRow("00" * 8, "dd" * 32, "LUK", 1, "bb" * 8, False, 5, 20_000, 99)
+    with store.transaction(write=True) as tx:
+        tx.add_token(_token())
+        tx.add_device(DeviceRow("dd" * 32, "00" * 8, b"p" * 65, AT))
+        tx.add_batch(BatchRow("bb" * 8, "dd" * 32, "00" * 8, "LUK", AT), [key])
+        assert tx.key_usage("00" * 8, "LUK", 1) == (key, 0, 0)
+        tx.add_authorisation(_approval("a1"))
+        tx.add_authorisation(_approval("a2", "declined"))
+        assert tx.key_usage("00" * 8, "LUK", 1) == (key, 1, 100)
+        assert tx.key_usage("00" * 8, "LUK", 2) is None
+        assert tx.key_usage("00" * 8, "SUK", 1) is None
     store.close()
 
 
