@@ -169,8 +169,11 @@ class _TapFailed(Exception):
         super().__init__(f"tap {index + 1}: {message}")
 
 
-def _run_tap(env: TapEnvironment, tap: TapSpec, out: TapResult, check: CheckTap) -> None:
-    """One tap with its faults, into ``out``."""
+def _run_tap(
+    env: TapEnvironment, tap: TapSpec, out: TapResult, check: CheckTap, keep: Keep
+) -> None:
+    """One tap with its faults, into ``out``; its report rendered only for a tap the
+    result keeps (``keep``), or one that raised after the terminal's answer."""
     amount, currency, kind, other = _transaction(tap, env.config)
     faults = TapFaults(tap.faults)
     faults.prepare(env)
@@ -179,12 +182,23 @@ def _run_tap(env: TapEnvironment, tap: TapSpec, out: TapResult, check: CheckTap)
     finally:
         out.trace = env.trace
     out.trace = trace
-    out.report = render(result)
-    faults.finish(env, result)
+    try:
+        faults.finish(env, result)
+        out.checks = list(check(tap.expect, result, trace, tap.source))
+    except BaseException:
+        out.report = _report(result, faults)
+        raise
+    if keep == "all" or not out.passed:
+        out.report = _report(result, faults)
+
+
+def _report(result: TransactionResult, faults: TapFaults) -> str:
+    """The transaction's report (:func:`terminal.report.render`), then the faults' notes."""
+    report = render(result)
     notes = faults.notes()
     if notes:
-        out.report = out.report.rstrip("\n") + "\n" + "\n".join(notes) + "\n"
-    out.checks = list(check(tap.expect, result, trace, tap.source))
+        report = report.rstrip("\n") + "\n" + "\n".join(notes) + "\n"
+    return report
 
 
 def run_scenario(
@@ -219,7 +233,7 @@ def run_scenario(
                 result.taps.append(out)
                 result.taps_made += 1
                 try:
-                    _run_tap(env, tap, out, checker)
+                    _run_tap(env, tap, out, checker, keep)
                 except Exception as err:
                     out.error = _one_line(err)
                     raise _TapFailed(index, out.error) from err

@@ -415,8 +415,20 @@ def test_keep_failures_keeps_each_failing_repetition_and_the_report_names_its_sp
     result = run_scenario(scenario, keep="failures")
     assert result.verdict == "failed" and result.taps_made == 3
     assert [(t.index, t.spec) for t in result.taps] == [(1, 1), (2, 1)]
+    assert all("Approved" in t.report for t in result.taps)  # what the terminal said
     text = failure_text(result)
     assert "tap 2 of 3" in text and "tap 3 of 3" in text and "packs/runner.yaml:10" in text
+
+
+def test_a_tap_whose_check_raises_keeps_its_report_even_when_only_failures_are_kept() -> None:
+    def broken_check(*_: object) -> list[Check]:
+        raise RuntimeError("the check broke")
+
+    scenario = _scenario("visa_qvsdc_plastic", _tap(line=8))
+    result = run_scenario(scenario, check=broken_check, keep="failures")
+    assert result.verdict == "errored" and "the check broke" in (result.error or "")
+    (tap,) = result.taps
+    assert "the check broke" in (tap.error or "") and "Approved" in tap.report
 
 
 def test_the_environment_keeps_only_its_last_tap() -> None:
