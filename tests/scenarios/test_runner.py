@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -482,8 +483,12 @@ def test_workers_see_the_environment_and_folder_of_the_run_not_of_their_forkserv
     assert all(str(not_a_folder) in (r.error or "") for r in results)
 
 
-def test_workers_fork_from_a_forkserver() -> None:
-    assert runner._worker_context().get_start_method() == "forkserver"
+def test_workers_fork_from_a_forkserver_that_imported_the_cli_for_them() -> None:
+    context = runner._worker_context()
+    assert context.get_start_method() == "forkserver"
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        asked = "{name: name in __import__('sys').modules for name in ['scenarios.cli']}"
+        assert pool.submit(eval, asked).result() == {"scenarios.cli": True}
 
 
 @pytest.mark.parametrize(
