@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -468,6 +470,27 @@ def test_a_profile_and_a_configuration_are_checked_once_per_text(tmp_path: Path)
     )
     assert load_card(CardSpec(str(profile))).name == "changed"
     assert load_terminal(TerminalSpec()) is load_terminal(TerminalSpec())
+
+
+@pytest.mark.parametrize(
+    ("count", "jobs", "size"), [(73, 2, 4), (202, 2, 4), (10, 2, 1), (1, 4, 1)]
+)
+def test_workers_take_scenarios_in_batches_that_leave_each_several(
+    count: int, jobs: int, size: int
+) -> None:
+    items = [(n, _scenario(id=f"s{n}")) for n in range(count)]
+    batches = runner._batches(items, jobs)
+    assert [item for batch in batches for item in batch] == items
+    assert {len(batch) for batch in batches[:-1]} <= {size} and 0 < len(batches[-1]) <= size
+
+
+def test_a_worker_that_dies_errors_its_scenarios_and_the_run_ends() -> None:
+    scenarios = [_scenario(id=f"s{n}") for n in range(5)]
+    die = partial(os._exit, 3)  # opening the HSM ends the worker, as a crash would
+    results = run(scenarios, jobs=2, hsm=die)  # type: ignore[arg-type]
+    assert [r.scenario.id for r in results] == [f"s{n}" for n in range(5)]
+    assert all(r.verdict == "errored" for r in results)
+    assert all("its worker process failed" in (r.error or "") for r in results)
 
 
 def test_workers_see_the_environment_and_folder_of_the_run_not_of_their_forkserver(
