@@ -65,7 +65,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -611,6 +611,23 @@ def _tokens_for(config: ServerConfig, profile: CardProfile) -> ServerConfig:
     return replace(config, token_bins=bins)
 
 
+def _new_store(path: Path) -> SqliteStore:
+    """A new, empty token server store at ``path``: a copy of :func:`_empty_store`, which
+    the store opens as already of its schema version (creating the schema's tables and
+    indexes costs more than a millisecond, copying their file a few microseconds)."""
+    path.write_bytes(_empty_store())
+    return SqliteStore(path)
+
+
+@cache
+def _empty_store() -> bytes:
+    """The file of an empty token server store, made once per process."""
+    with tempfile.TemporaryDirectory(prefix="emvtap-store-", dir=scratch_root()) as folder:
+        path = Path(folder) / "store.sqlite"
+        SqliteStore(path).close()  # the last connection checkpoints its log into the file
+        return path.read_bytes()
+
+
 def scratch_root() -> Path:
     """Where a throw-away environment's directory goes (module docstring)."""
     chosen = os.environ.get(SCRATCH_ENV)
@@ -800,7 +817,7 @@ class TapEnvironment:
             )
         else:
             self.hsm = self._hsm_stack.enter_context(self._hsm_source())
-        self._store = SqliteStore(self.directory / "store.sqlite")
+        self._store = _new_store(self.directory / "store.sqlite")
         self.service = TokenService(
             self.hsm,
             self._store,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -432,6 +433,20 @@ def test_a_tap_whose_check_raises_keeps_its_report_even_when_only_failures_are_k
     assert result.verdict == "errored" and "the check broke" in (result.error or "")
     (tap,) = result.taps
     assert "the check broke" in (tap.error or "") and "Approved" in tap.report
+
+
+def test_each_environment_starts_with_an_empty_store_of_its_own() -> None:
+    def authorisations(env: TapEnvironment) -> int:
+        with sqlite3.connect(env.directory / "store.sqlite") as db:
+            return int(db.execute("SELECT count(*) FROM authorisations").fetchone()[0])
+
+    with (
+        TapEnvironment("visa_qvsdc_plastic") as first,
+        TapEnvironment("visa_qvsdc_plastic") as second,
+    ):
+        assert first.tap(1234)[0].approved and first.tap(1234)[0].approved
+        assert (authorisations(first), authorisations(second)) == (2, 0)
+        assert second.tap(1234)[0].approved and authorisations(second) == 1
 
 
 def test_the_environment_keeps_only_its_last_tap() -> None:
