@@ -1,6 +1,7 @@
-"""The rows every bench group makes: a timed rate (:func:`measure`), a row that could not
-be measured (:func:`skipped`), a ratio of two rows (:func:`ratio`), a single reading
-(:func:`reading`), and the performance issue's target on a row (:func:`with_target`)."""
+"""The rows every bench group makes: a timed rate (:func:`measure`), rates timed in turn
+(:func:`measure_together`), a row that could not be measured (:func:`skipped`), a ratio
+of two rows (:func:`ratio`), a single reading (:func:`reading`), and the performance
+issue's target on a row (:func:`with_target`)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,50 @@ Row = dict[str, Any]
 
 def measure(name: str, unit: str, per_call: int, call: Callable[[], object], repeat: int) -> Row:
     """Median rate over ``repeat`` batches, each batch sized to take 0.05 s or more."""
+    (rates,) = _rounds([(per_call, call)], repeat)
+    return spread(name, unit, rates)
+
+
+Case = tuple[str, str, int, Callable[[], object]]
+"""A rate to measure: its row's name and unit, the operations per call, the call."""
+
+
+def measure_together(cases: Sequence[Case], repeat: int) -> list[Row]:
+    """Several rates measured in turn: each case's batch size found first, then
+    ``repeat`` rounds of one timed batch of each case, so that the machine's speed,
+    which drifts by up to half over minutes here, weighs on every case alike. Each row
+    keeps its rounds' rates (``rounds``), for :func:`ratio`."""
+    measured = _rounds([(per_call, call) for _, _, per_call, call in cases], repeat)
+    return [
+        {**spread(name, unit, rates), "rounds": rates}
+        for (name, unit, _, _), rates in zip(cases, measured, strict=True)
+    ]
+
+
+def _rounds(calls: Sequence[tuple[int, Callable[[], object]]], repeat: int) -> list[list[float]]:
+    """Each call's rates over ``repeat`` rounds of one batch of each in turn, a batch
+    sized to take 0.05 s or more."""
+    sizes = [_batch_size(call) for _, call in calls]
+    rates: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeat):
+        for (per_call, call), size, kept in zip(calls, sizes, rates, strict=True):
+            start = time.perf_counter()
+            for _ in range(size):
+                call()
+            kept.append(size * per_call / (time.perf_counter() - start))
+    return rates
+
+
+def _batch_size(call: Callable[[], object]) -> int:
+    """Calls in a batch that takes 0.05 s or more (a power of 4)."""
     batch = 1
     while True:
         start = time.perf_counter()
         for _ in range(batch):
             call()
         if time.perf_counter() - start > 0.05:
-            break
+            return batch
         batch *= 4
-    rates = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(batch):
-            call()
-        rates.append(batch * per_call / (time.perf_counter() - start))
-    return spread(name, unit, rates)
 
 
 def spread(name: str, unit: str, values: Sequence[float]) -> Row:
@@ -54,7 +84,12 @@ def skipped(name: str, unit: str, reason: str) -> Row:
 
 
 def ratio(name: str, numerator: Row, denominator: Row) -> Row:
-    """The ratio of two rate rows' medians; its spread, the ratios of their extremes."""
+    """The ratio of two rate rows: of each round's rates when they were measured
+    together (:func:`measure_together`), else of their medians, with the ratios of
+    their extremes as its spread."""
+    if "rounds" in numerator and "rounds" in denominator:
+        pairs = zip(numerator["rounds"], denominator["rounds"], strict=True)
+        return spread(name, "x", [top / bottom for top, bottom in pairs])
     return {
         "name": name,
         "unit": "x",
