@@ -73,7 +73,9 @@ class AtcExhausted(CounterError):
 @dataclass(frozen=True)
 class Counters:
     """The card's persistent counters: the last ATC used (Book 3 Annex A, 9F36), and
-    the offline approvals since the last online cryptogram (count and amount)."""
+    the offline approvals counted (count and amount). A card resets those after an
+    online transaction with issuer authentication (a verified ARPC or CSU, VIS 1.5
+    §13.6.2.2), which a contactless tap does not bring; emvtap's cards keep them."""
 
     atc: int = 0
     offline_count: int = 0

@@ -13,8 +13,8 @@ An M/Chip transaction (Book C-2 §3, EMV 4.4 Book 3 §10) runs:
 
 The card's decision (card action analysis, Book 3 §10.8) never upgrades what the
 terminal asks for (AAC < ARQC < TC): an AAC stays an AAC; a TC is granted only by
-a plastic card whose offline limits allow it (the amount and the offline totals
-since the last online transaction within the profile's limits), else it becomes
+a plastic card whose offline limits allow it (the amount and the offline totals,
+:class:`hce.card.keys.Counters`, within the profile's limits), else it becomes
 an ARQC. In the second GENERATE AC the card returns a TC when the terminal asks
 for one and the Authorisation Response Code (8A) in the CDOL2 data is an
 approval, else an AAC.

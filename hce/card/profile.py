@@ -146,7 +146,7 @@ class Limits:
     """The card's own risk limits, amounts in minor units of the application currency.
 
     Offline approval needs the amount at most ``offline_transaction``, and the
-    offline totals since the last online transaction within ``cumulative_offline``
+    offline totals (:class:`hce.card.keys.Counters`) within ``cumulative_offline``
     and ``consecutive_offline`` (0: the card never approves offline). Above ``cvm``
     the card asks for cardholder verification (Book C-3, card CVM limit; 0: no limit).
     """

@@ -166,8 +166,8 @@ class VisaApplet(Applet):
         )
 
     def _velocity_exceeded(self, amount: int, counters: Counters | None) -> bool:
-        """The plastic card's offline ``counters`` since the last online transaction would
-        pass the card's limits with this amount (VIS CVR byte 2 bit 6)."""
+        """The plastic card's offline ``counters`` (:class:`~hce.card.keys.Counters`)
+        would pass the card's limits with this amount (VIS CVR byte 2 bit 6)."""
         limits = self.image.profile.limits
         if counters is None or not limits.consecutive_offline:
             return False
