@@ -35,7 +35,6 @@ import importlib.util
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.rows import measure_together, spread
 from emv import apdu
 from emv.link import CardRemoved, Link, LinkError
 
@@ -63,7 +63,6 @@ LINKS = ("inprocess", "vpcd-direct", "nfc-udp", "pcsc")
 VICC_TUNED, VICC_SHIPPED = "vicc, TCP_NODELAY + QUICKACK", "vicc, as shipped"
 CHILD_TIMEOUT = 900.0  # seconds for the whole pcsc child
 VICC_READY = 10.0  # seconds for vicc to connect and pcscd to power its card
-BATCH_SECONDS = 0.05  # a timed batch lasts at least this long
 
 Row = dict[str, Any]
 
@@ -93,38 +92,12 @@ class Case:
 
 
 def interleaved(cases: list[Case], repeat: int) -> list[Row]:
-    """Each case's milliseconds per call: batch sizes found first (each batch lasting
-    :data:`BATCH_SECONDS` or more), then ``repeat`` rounds of one timed batch of each
-    case in turn; the median of a case's batch means and their spread."""
-    sizes = []
-    for case in cases:
-        size = 1
-        while True:
-            start = time.perf_counter()
-            for _ in range(size):
-                case.call()
-            if time.perf_counter() - start > BATCH_SECONDS:
-                break
-            size *= 4
-        sizes.append(size)
-    means: list[list[float]] = [[] for _ in cases]
-    for _ in range(repeat):
-        for case, size, kept in zip(cases, sizes, means, strict=True):
-            start = time.perf_counter()
-            for _ in range(size):
-                case.call()
-            kept.append((time.perf_counter() - start) * 1000 / size)
+    """Each case's milliseconds per call, timed in turn with the others
+    (:func:`bench.rows.measure_together`: a batch of each case per round); the median
+    of a case's batch means and their spread."""
+    rated = measure_together([(case.name, case.unit, 1, case.call) for case in cases], repeat)
     return [
-        {
-            "name": case.name,
-            "unit": case.unit,
-            "median": statistics.median(kept),
-            "min": min(kept),
-            "max": max(kept),
-            "runs": repeat,
-            "batch": size,
-        }
-        for case, size, kept in zip(cases, sizes, means, strict=True)
+        spread(row["name"], row["unit"], [1000 / rate for rate in row["rounds"]]) for row in rated
     ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 Row = dict[str, Any]
+BATCH_SECONDS = 0.05  # a timed batch lasts at least this long
 
 
 def measure(name: str, unit: str, per_call: int, call: Callable[[], object], repeat: int) -> Row:
@@ -56,7 +57,7 @@ def _batch_size(call: Callable[[], object]) -> int:
         start = time.perf_counter()
         for _ in range(batch):
             call()
-        if time.perf_counter() - start > 0.05:
+        if time.perf_counter() - start > BATCH_SECONDS:
             return batch
         batch *= 4
 
