@@ -18,16 +18,16 @@ raised it, the tap's own :attr:`~scenarios.model.TapResult.error` too), and the 
 after it do not run. The environment is always closed.
 
 :func:`run` with ``jobs`` > 1 sends the scenarios to worker processes
-(:class:`concurrent.futures.ProcessPoolExecutor`) in batches of a few consecutive
-ones (:func:`_batches`) and gets their results back by pickling (traces included),
-in the order given, whatever order they finish in; a worker that dies errors the
-scenarios it had not sent back instead of hanging the run. The workers are
-forked from a ``forkserver`` that has imported the runner once (a worker starts in
+(:class:`concurrent.futures.ProcessPoolExecutor`) in batches of a few consecutive ones
+(:func:`_batches`) and gets their results back by pickling (traces included), in the
+order given, whatever order they finish in; a worker that dies errors the scenarios it
+had not sent back instead of hanging the run. The workers are forked from a
+``forkserver`` that has imported the runner and the CLI once (a worker starts in
 milliseconds, not the second a ``spawn`` takes), or spawned where there is no
-forkserver (:func:`_worker_context`). They start with this
-process's environment variables and folder as they are when :func:`run` is called,
-and with the keys of its pool. As with any such start, a script that calls
-:func:`run` must guard its entry point with ``if __name__ == "__main__":``.
+forkserver (:func:`_worker_context`). They start with this process's environment
+variables and folder as they are when :func:`run` is called, and with the keys of its
+pool. As with any such start, a script that calls :func:`run` must guard its entry
+point with ``if __name__ == "__main__":``.
 
 Both take ``hsm``, what opens each environment's token server HSM (the soft HSM by
 default): for ``emvtap run --hsm pkcs11:...`` it is
@@ -283,9 +283,10 @@ def _run_indexed(
     fresh_keys: bool = False,
     keep: Keep = "all",
 ) -> tuple[int, ScenarioResult]:
-    """A worker's job: one scenario, with its position, its RSA keys from the worker's
-    :func:`process_pool` unless ``fresh_keys``; a result that would not pickle back
-    comes back errored (without its traces) rather than failing the run."""
+    """One scenario of a worker's batch (:func:`_run_batch`), with its position, its RSA
+    keys from the worker's :func:`process_pool` unless ``fresh_keys``; a result that
+    would not pickle back comes back errored (without its traces) rather than failing
+    the run."""
     index, scenario = item
     keys = None if fresh_keys else process_pool()
     result = run_scenario(scenario, hsm=hsm, remote=remote, link=link, keys=keys, keep=keep)
