@@ -67,7 +67,15 @@ def mastercard_sk_r(atc: bytes, un: bytes) -> bytes:
 
 
 def _derive_des2(parent: bytes, data: bytes) -> bytes:
-    return des.adjust_parity(des.encrypt_tdes_ecb(parent, data))
+    return derive_des2_with(des.TdeaEcb(parent), data)
+
+
+def derive_des2_with(parent: des.TdeaEcb, data: bytes) -> bytes:
+    """The 16-byte DES key DES3(parent)[data] with odd parity, as every DES2 derivation of
+    this module makes it (ICC master keys, Book 2 A1.4.1; session keys, A1.3.1), under
+    a parent whose cipher the caller keeps (its data from :func:`icc_mk_derivation_data`
+    or :func:`common_sk_derivation_data`)."""
+    return des.adjust_parity(parent.encrypt(data))
 
 
 def _require_imk(imk: bytes) -> None:

@@ -305,7 +305,7 @@ class PlasticKeys:
         """The TDEA common session key of MK-AC for the 8-byte diversification value R
         (Book 2 A1.3.1, :func:`emv.crypto.kd.derive_common_sk`): DES3(MK-AC)[F1] ||
         DES3(MK-AC)[F2], odd parity."""
-        return des.adjust_parity(self._mk_ac_cipher.encrypt(kd.common_sk_derivation_data(r)))
+        return kd.derive_des2_with(self._mk_ac_cipher, kd.common_sk_derivation_data(r))
 
     @cached_property
     def _mk_ac_cipher(self) -> des.TdeaEcb:

@@ -71,12 +71,13 @@ class _SecretKey:
     def _tdea(self) -> des.TdeaEcb:
         return des.TdeaEcb(self.value)
 
-    def encipher(self, data: bytes) -> bytes:
-        """DES3 (ECB) of ``data`` under this DES2 key, its cipher made at the first call and
-        kept, calls taking turns: an issuer master key enciphers every derivation from it
-        (Book 2 A1.4)."""
+    def derive_des2(self, data: bytes) -> bytes:
+        """The DES2 key this DES2 key derives from ``data``
+        (:func:`emv.crypto.kd.derive_des2_with`), its cipher made at the first call and
+        kept, calls taking turns: an issuer master key derives every ICC master key under
+        it (Book 2 A1.4)."""
         with self._lock:
-            return self._tdea.encrypt(data)
+            return kd.derive_des2_with(self._tdea, data)
 
     @cached_property
     def _cmac(self) -> mac.AesCmacKey:
@@ -118,7 +119,7 @@ def _card_key(imk: _SecretKey, path: KeyPath) -> bytes:
     DES3(IMK)[Y || Y xor 'FF'x8] with odd parity (Book 2 A1.4.1 option A / A1.4.2
     option B), then the CBP key of docs/cbp.md."""
     icc = path.icc
-    key = des.adjust_parity(imk.encipher(kd.icc_mk_derivation_data(icc.pan, icc.psn, icc.option)))
+    key = imk.derive_des2(kd.icc_mk_derivation_data(icc.pan, icc.psn, icc.option))
     if path.limited_use is not None:
         domain = cbp.KeyDomain(path.limited_use.kind)
         key = cbp.diversify_cbp_key(key, domain, path.limited_use.ident)
